@@ -1,0 +1,135 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { createLogger } from '../common/index.js';
+import { ConfigError, loadConfig, printConfig } from '../config/index.js';
+import { Daemon, VERSION } from '../daemon/index.js';
+import { runSimulation } from './simulate.js';
+
+/** Exit codes: 0 ok, 1 failure while running or stopping, 2 bad configuration or usage. */
+const EXIT_CONFIG = 2;
+
+const program = new Command('outpost')
+  .description('Field-gateway daemon: MQTT sensors in, local findings out, stored and published.')
+  .version(VERSION);
+
+program
+  .command('start')
+  .description('start the gateway (embedded broker unless OUTPOST_MQTT_URL or mqtt.url is set)')
+  .option('-c, --config <file>', 'config file (default: $OUTPOST_CONFIG, else ./outpost.yaml if present)')
+  .option('--print-config', 'print the effective configuration (secrets masked) and exit')
+  .action(async (opts: { config?: string; printConfig?: boolean }) => {
+    let config: ReturnType<typeof loadConfig>;
+    try {
+      config = loadConfig({ file: opts.config });
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      process.stderr.write(`outpost: ${error.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    if (opts.printConfig) {
+      process.stdout.write(printConfig(config));
+      return;
+    }
+    const logger = createLogger({ level: config.log.level, format: config.log.format });
+    const starting = new AbortController();
+    let daemon: Daemon | undefined;
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals += 1;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      logger.info({ signal }, 'shutting down');
+      starting.abort();
+      // A stop that hangs must not keep a supervisor waiting forever.
+      setTimeout(() => {
+        logger.error('stop took longer than 10 s; exiting');
+        process.exit(1);
+      }, 10_000).unref();
+      void daemon?.stop().then((code) => process.exit(code));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+      daemon = await Daemon.start({ config, logger }, starting.signal);
+    } catch (error) {
+      if (starting.signal.aborted) process.exit(0);
+      logger.fatal({ err: error }, 'cannot start');
+      process.exit(1);
+    }
+  });
+
+const positiveInt = (name: string) => (text: string) => {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return n;
+};
+const fraction = (text: string) => {
+  const n = Number(text);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('must be between 0 and 1');
+  return n;
+};
+
+program
+  .command('simulate')
+  .description('publish realistic sensor traffic (with anomalies and noise) to a broker')
+  .option('-u, --url <url>', 'broker URL', process.env.OUTPOST_MQTT_URL ?? 'mqtt://127.0.0.1:1883')
+  .option('--username <name>', 'broker user name')
+  .option('--password <password>', 'broker password')
+  .option('-d, --devices <n>', 'simulated devices', positiveInt('devices'), 3)
+  .option('--prefix <name>', 'device name prefix', 'pump')
+  .option('-m, --metrics <list>', 'comma-separated metrics', 'temperature,pressure,vibration')
+  .option('-r, --rate <n>', 'messages per second in total', positiveInt('rate'), 10)
+  .option('-n, --count <n>', 'stop after this many messages', positiveInt('count'))
+  .option('--duration <seconds>', 'stop after this many seconds', positiveInt('duration'))
+  .option('--anomaly-rate <p>', 'probability that a sample is an injected spike', fraction, 0.001)
+  .option('--noise <fraction>', 'noise as a fraction of the metric span', fraction, 0.02)
+  .addOption(
+    new Option('--shape <shape>', 'payload shape')
+      .choices(['value', 'number', 'object', 'mixed'])
+      .default('value'),
+  )
+  .addOption(new Option('--qos <qos>', 'QoS of the publishes').choices(['0', '1', '2']).default('1'))
+  .option('--seed <n>', 'random seed', positiveInt('seed'), 1)
+  .action(async (opts) => {
+    const controller = new AbortController();
+    process.once('SIGINT', () => controller.abort());
+    process.once('SIGTERM', () => controller.abort());
+    let lastLine = 0;
+    const summary = await runSimulation(
+      {
+        url: opts.url,
+        username: opts.username,
+        password: opts.password,
+        devices: opts.devices,
+        devicePrefix: opts.prefix,
+        metrics: String(opts.metrics)
+          .split(',')
+          .map((m: string) => m.trim())
+          .filter(Boolean),
+        rate: opts.rate,
+        count: opts.count,
+        durationSeconds: opts.duration,
+        anomalyRate: opts.anomalyRate,
+        noise: opts.noise,
+        shape: opts.shape,
+        qos: Number(opts.qos) as 0 | 1 | 2,
+        seed: opts.seed,
+      },
+      controller.signal,
+      (s) => {
+        if (Date.now() - lastLine < 5000) return;
+        lastLine = Date.now();
+        process.stderr.write(
+          `sent ${s.sent} (${s.anomalies} anomalies), ${s.ratePerSecond.toFixed(0)} msg/s\n`,
+        );
+      },
+    );
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+  });
+
+program.parseAsync().catch((error: Error) => {
+  process.stderr.write(`outpost: ${error.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,3 @@
+export { type Clock, systemClock, type Timer } from './clock.js';
+export { OutpostError } from './errors.js';
+export { createLogger, type Logger, type LoggerOptions } from './logger.js';

@@ -1,0 +1,269 @@
+import { z } from 'zod';
+
+/**
+ * The single source of truth for Outpost's configuration: types, defaults, validation, the environment
+ * variables (derived from each key's path, see `env.ts`) and the editor JSON Schema (`npm run schema`).
+ * Every key is documented here and nowhere else.
+ */
+
+/** Marks a value that `--print-config`, logs and `/api/status` must never show. */
+const secret = { secret: true } as const;
+
+const port = z.number().int().min(0).max(65535);
+const seconds = (description: string, fallback: number) =>
+  z.number().positive().default(fallback).describe(`${description} Unit: seconds. Default ${fallback}.`);
+
+const routeSchema = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'lower-case letters, digits, "-" and "_"')
+      .describe('Route name, used in logs, counters and the errors topic.'),
+    filter: z
+      .string()
+      .min(1)
+      .refine((f) => !/[#+]/.test(f.replace(/(^|\/)[+#](?=\/|$)/g, '')), 'wildcards must fill a whole level')
+      .describe(
+        'MQTT topic filter. For sensors the wildcards capture the device, then the metric: `sensors/+/+` ' +
+          'takes a value per message, `sensors/+` an object of metrics.',
+      ),
+    kind: z.enum(['sensor']).describe('Which pipeline stage decodes this route.'),
+    maxBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(65536)
+      .describe('Largest accepted payload; a larger one is rejected unread. Unit: bytes. Default 65536.'),
+  })
+  .describe('A topic route: filter -> kind -> decoder.');
+
+export const configSchema = z
+  .strictObject({
+    gatewayId: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, ".", "-" and "_" (it is a topic level)')
+      .optional()
+      .describe('Names this gateway in published topics (`outpost/<gatewayId>/...`). Default: the hostname.'),
+    dataDir: z
+      .string()
+      .min(1)
+      .default('./data')
+      .describe('Folder for the database and media, relative to the working directory. Default ./data.'),
+    log: z
+      .strictObject({
+        level: z
+          .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+          .default('info')
+          .describe('Least severe level written. Default info.'),
+        format: z
+          .enum(['auto', 'json', 'pretty'])
+          .default('auto')
+          .describe('json: one JSON object a line; pretty: readable; auto: pretty on a TTY. Default auto.'),
+      })
+      .prefault({}),
+    mqtt: z
+      .strictObject({
+        url: z
+          .string()
+          .regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'an mqtt://, mqtts://, ws:// or wss:// URL')
+          .optional()
+          .describe('Broker to connect to. Absent: an embedded broker is started (see `broker`).'),
+        clientId: z
+          .string()
+          .min(1)
+          .max(128)
+          .optional()
+          .describe('Fixed client id of the persistent session. Default outpost-<gatewayId>.'),
+        username: z.string().optional().describe('Broker user name.'),
+        password: z.string().optional().meta(secret).describe('Broker password.'),
+        ca: z
+          .string()
+          .optional()
+          .describe('Path of a PEM CA bundle that signs the broker certificate (mqtts).'),
+        cert: z.string().optional().describe('Path of a PEM client certificate (mutual TLS).'),
+        key: z.string().optional().describe('Path of the PEM private key of `cert`.'),
+        rejectUnauthorized: z
+          .boolean()
+          .default(true)
+          .describe('Verify the broker certificate. Turn off only for a lab broker. Default true.'),
+        keepalive: seconds('MQTT keepalive interval.', 30),
+        reconnectMin: seconds('First reconnect delay; doubles (with jitter) up to reconnectMax.', 1),
+        reconnectMax: seconds('Longest reconnect delay.', 30),
+        topicPrefix: z
+          .string()
+          .regex(/^[^#+]+$/, 'no wildcards')
+          .default('outpost')
+          .describe('First level of every published topic. Default outpost.'),
+      })
+      .prefault({}),
+    broker: z
+      .strictObject({
+        host: z
+          .string()
+          .default('127.0.0.1')
+          .describe(
+            'Address the embedded broker listens on when mqtt.url is absent. Beyond loopback it needs ' +
+              'broker.username and broker.password. Default 127.0.0.1.',
+          ),
+        port: port.default(1883).describe('Port of the embedded broker. Default 1883.'),
+        username: z.string().optional().describe('User name the embedded broker requires of every client.'),
+        password: z.string().optional().meta(secret).describe('Password the embedded broker requires.'),
+      })
+      .prefault({}),
+    ingest: z
+      .strictObject({
+        routes: z
+          .array(routeSchema)
+          .min(1)
+          .default([
+            { name: 'sensor-metric', filter: 'sensors/+/+', kind: 'sensor', maxBytes: 65536 },
+            { name: 'sensor-device', filter: 'sensors/+', kind: 'sensor', maxBytes: 65536 },
+          ])
+          .describe('Topic routes. Environment: a JSON array.'),
+        duplicateWindow: seconds(
+          'A redelivered message (MQTT DUP flag) whose topic and payload were journaled this recently is ' +
+            'recognised as a duplicate and acknowledged without a second row.',
+          600,
+        ),
+      })
+      .prefault({}),
+    sensors: z
+      .strictObject({
+        window: seconds('Length of the tumbling aggregation window per series.', 60),
+        maxFuture: seconds('How far ahead of the gateway clock a reading ts may be.', 86400),
+        minTimestamp: z
+          .string()
+          .default('2000-01-01T00:00:00Z')
+          .refine((s) => Number.isFinite(Date.parse(s)), 'an ISO 8601 date')
+          .describe('Readings stamped before this are rejected as absurd. Default 2000-01-01T00:00:00Z.'),
+        maxSeries: z
+          .number()
+          .int()
+          .positive()
+          .default(5000)
+          .describe(
+            'Distinct device/metric series tracked at most; readings of further new series are rejected ' +
+              '(a stranger inventing topics cannot exhaust memory). Default 5000.',
+          ),
+        anomaly: z
+          .strictObject({
+            window: z
+              .number()
+              .int()
+              .min(5)
+              .max(10000)
+              .default(60)
+              .describe('Samples in the rolling median/MAD baseline per series. Default 60.'),
+            threshold: z
+              .number()
+              .positive()
+              .default(6)
+              .describe('Robust z-score (|x - median| / (1.4826 MAD)) that raises an event. Default 6.'),
+            warmup: z
+              .number()
+              .int()
+              .min(3)
+              .default(20)
+              .describe('Samples a series needs before it can raise anything. Default 20.'),
+            cooldown: seconds('Further anomalies of one series within this time raise no new event.', 60),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    store: z
+      .strictObject({
+        synchronous: z
+          .enum(['normal', 'full'])
+          .default('normal')
+          .describe(
+            'SQLite synchronous mode under WAL. normal: a commit survives a crash or kill of the process, and ' +
+              'costs microseconds; the last commits before a power cut can be lost. full: an fsync per commit ' +
+              'survives power cuts too, at a large cost in messages/s on SD cards. Default normal.',
+          ),
+        batchSize: z
+          .number()
+          .int()
+          .min(1)
+          .max(10000)
+          .default(500)
+          .describe('Journal entries the pipeline commits in one transaction. Default 500.'),
+        journalKeep: seconds('Processed journal entries are kept this long (duplicate recognition).', 900),
+        readingsDays: z
+          .number()
+          .positive()
+          .default(30)
+          .describe('Readings older than this are pruned. Default 30.'),
+        eventsDays: z
+          .number()
+          .positive()
+          .default(365)
+          .describe('Events and windows kept. Unit: days. Default 365.'),
+      })
+      .prefault({}),
+    outbox: z
+      .strictObject({
+        maxMessages: z
+          .number()
+          .int()
+          .positive()
+          .default(100000)
+          .describe('Messages held while the broker is away; past it the oldest are dropped (counted).'),
+        maxBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(64 * 1024 * 1024)
+          .describe(
+            'Payload bytes held while the broker is away; past it the oldest are dropped. Default 64 MiB.',
+          ),
+        maxAge: seconds('Messages older than this are dropped unsent (counted).', 7 * 86400),
+        inflight: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .default(20)
+          .describe('Publishes awaiting their acknowledgement at once. Default 20.'),
+      })
+      .prefault({}),
+    http: z
+      .strictObject({
+        host: z
+          .string()
+          .optional()
+          .describe(
+            'Address the HTTP server binds. Default 0.0.0.0 when http.token is set, else 127.0.0.1; a ' +
+              'non-loopback address without a token is refused.',
+          ),
+        port: port.default(8080).describe('HTTP port (0: any free port). Default 8080.'),
+        token: z
+          .string()
+          .min(16, 'at least 16 characters')
+          .optional()
+          .meta(secret)
+          .describe('Bearer token required by every route but /healthz.'),
+      })
+      .prefault({}),
+    health: z
+      .strictObject({
+        interval: seconds('Period of the retained health message.', 30),
+      })
+      .prefault({}),
+  })
+  .describe('Outpost configuration (outpost.yaml). Every key can be set as OUTPOST_<SECTION>_<KEY>.');
+
+/** The configuration as written (defaults not yet applied). */
+export type ConfigInput = z.input<typeof configSchema>;
+/** A route after validation. */
+export type RouteConfig = z.output<typeof routeSchema>;
+
+type Parsed = z.output<typeof configSchema>;
+
+/** The validated, resolved and frozen configuration every stage receives. */
+export type Config = Readonly<
+  Omit<Parsed, 'gatewayId' | 'mqtt' | 'http'> & {
+    gatewayId: string;
+    mqtt: Parsed['mqtt'] & { clientId: string };
+    http: Parsed['http'] & { host: string };
+  }
+>;

@@ -1,0 +1,362 @@
+import { readFileSync } from 'node:fs';
+import { type ApiServer, startApiServer } from '../api/index.js';
+import { type Clock, type Logger, systemClock, type Timer } from '../common/index.js';
+import type { Config } from '../config/index.js';
+import { type EmbeddedBroker, Intake, MqttConnection, startEmbeddedBroker } from '../ingest/index.js';
+import { Pipeline } from '../pipeline/index.js';
+import { Findings, type HealthMessage, OutboxDrain, type WireTopics, wireTopics } from '../publish/index.js';
+import { Store } from '../store/index.js';
+
+export interface DaemonOptions {
+  config: Config;
+  logger: Logger;
+  /** Default: the system clock. */
+  clock?: Clock;
+}
+
+/** Where the running gateway can be reached. */
+export interface DaemonEndpoints {
+  mqtt: string;
+  http: string;
+}
+
+/** How often retention runs, ms. */
+const PRUNE_EVERY_MS = 60_000;
+/** Stop budget: publishing `stopping`, flushing the outbox, disconnecting, ms. */
+const STOP_STATUS_MS = 1000;
+const STOP_FLUSH_MS = 2000;
+
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+/**
+ * The composition root: starts the stages in dependency order (store, broker, pipeline, MQTT session,
+ * HTTP), checking the abort signal between phases, and stops them in reverse. Failures while stopping are
+ * logged and turn the exit code to 1; they never throw.
+ */
+export class Daemon {
+  readonly endpoints: DaemonEndpoints;
+  readonly #o: Required<DaemonOptions>;
+  readonly #parts: Parts;
+  readonly #startedAt: number;
+  readonly #timers: Timer[] = [];
+  #last = { at: 0, accepted: 0, rejected: 0 };
+  #stopping: Promise<number> | undefined;
+
+  private constructor(options: Required<DaemonOptions>, parts: Parts, endpoints: DaemonEndpoints) {
+    this.#o = options;
+    this.#parts = parts;
+    this.endpoints = endpoints;
+    this.#startedAt = options.clock.now();
+  }
+
+  /** Starts every stage; on failure (or abort) stops what was started and rethrows. */
+  static async start(options: DaemonOptions, signal?: AbortSignal): Promise<Daemon> {
+    const o: Required<DaemonOptions> = { clock: systemClock, ...options };
+    const { config, logger, clock } = o;
+    const parts: Partial<Parts> = {};
+    const check = () => signal?.throwIfAborted();
+    try {
+      parts.store = Store.open({
+        dataDir: config.dataDir,
+        synchronous: config.store.synchronous,
+        outbox: {
+          maxMessages: config.outbox.maxMessages,
+          maxBytes: config.outbox.maxBytes,
+          maxAgeMs: config.outbox.maxAge * 1000,
+        },
+      });
+      const store = parts.store;
+      logger.info({ file: store.file, journalPending: store.pendingJournalCount() }, 'store open');
+      check();
+
+      let url = config.mqtt.url;
+      if (!url) {
+        parts.broker = await startEmbeddedBroker({
+          ...config.broker,
+          logger: logger.child({ stage: 'broker' }),
+        });
+        url = parts.broker.url;
+      }
+      check();
+
+      const topics = wireTopics(config.mqtt.topicPrefix, config.gatewayId);
+      parts.topics = topics;
+      parts.findings = new Findings({ store, topics, clock, onQueued: () => parts.drain?.wake() });
+      parts.pipeline = new Pipeline({
+        routes: config.ingest.routes,
+        source: store,
+        sink: parts.findings,
+        batchSize: config.store.batchSize,
+        clock,
+        logger: logger.child({ stage: 'pipeline' }),
+        sensors: {
+          windowMs: config.sensors.window * 1000,
+          timestamps: {
+            minTs: Date.parse(config.sensors.minTimestamp),
+            maxFutureMs: config.sensors.maxFuture * 1000,
+          },
+          detector: { ...config.sensors.anomaly, cooldownMs: config.sensors.anomaly.cooldown * 1000 },
+          maxSeries: config.sensors.maxSeries,
+          history: (device, metric, n) => store.recentValues(device, metric, n),
+        },
+      });
+      parts.pipeline.start();
+      parts.intake = new Intake({
+        routes: config.ingest.routes,
+        journal: store,
+        rejects: parts.findings,
+        onJournaled: () => parts.pipeline?.notify(),
+        duplicateWindowMs: config.ingest.duplicateWindow * 1000,
+        clock,
+      });
+      const intake = parts.intake;
+      parts.connection = new MqttConnection({
+        ...config.mqtt,
+        url,
+        // aedes speaks MQTT 3.1.1 only
+        protocolVersion: parts.broker ? 4 : 5,
+        statusTopic: topics.status(),
+        subscriptions: intake.filters,
+        logger: logger.child({ stage: 'mqtt' }),
+        clock,
+      });
+      parts.connection.setHandler((packet) => intake.handle(packet));
+      parts.drain = new OutboxDrain({
+        outbox: store.outbox,
+        transport: parts.connection,
+        inflight: config.outbox.inflight,
+        clock,
+        logger: logger.child({ stage: 'outbox' }),
+      });
+      check();
+
+      const daemon: { current?: Daemon } = {};
+      parts.api = await startApiServer({
+        host: config.http.host,
+        port: config.http.port,
+        token: config.http.token,
+        queries: store.queries,
+        status: () => daemon.current?.status() ?? {},
+        readiness: () => ({ store: !store.closed, broker: parts.connection?.connected === true }),
+        logger,
+        now: () => clock.now(),
+      });
+      if (!config.http.token)
+        logger.info({ url: parts.api.url }, 'HTTP API without a token: bound to loopback only');
+      else logger.info({ url: parts.api.url }, 'HTTP API listening (bearer token required)');
+
+      daemon.current = new Daemon(o, parts as Parts, { mqtt: url, http: parts.api.url });
+      daemon.current.#startTimers();
+      check();
+      logger.info(
+        { gatewayId: config.gatewayId, mqtt: redactUrl(url), http: parts.api.url },
+        'outpost started',
+      );
+      return daemon.current;
+    } catch (error) {
+      await stopParts(parts, logger);
+      throw error;
+    }
+  }
+
+  /** Stops intake, finishes what is in flight, publishes `stopping`, closes; resolves with the exit code. */
+  stop(): Promise<number> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  /** The gateway's state, for /api/status. */
+  status(): Record<string, unknown> {
+    const p = this.#parts;
+    const { config, clock } = this.#o;
+    const depth = p.store.outbox.depth();
+    const memory = process.memoryUsage();
+    return {
+      gatewayId: config.gatewayId,
+      version: VERSION,
+      startedAt: new Date(this.#startedAt).toISOString(),
+      uptimeSeconds: Math.round((clock.now() - this.#startedAt) / 1000),
+      state: this.#stopping ? 'stopping' : 'running',
+      broker: {
+        url: redactUrl(this.endpoints.mqtt),
+        embedded: p.broker !== undefined,
+        connected: p.connection.connected,
+        reconnects: p.connection.reconnects,
+        lastError: p.connection.lastError ?? null,
+      },
+      http: { url: this.endpoints.http, auth: Boolean(config.http.token) },
+      ingest: p.intake.stats(),
+      pipeline: p.pipeline.stats(),
+      rejects: p.findings.stats().rejects,
+      queues: {
+        journalPending: p.store.pendingJournalCount(),
+        outbox: {
+          ...depth,
+          oldestAt: depth.oldestAt === null ? null : new Date(depth.oldestAt).toISOString(),
+          inflight: p.drain.inflight,
+          published: p.drain.published,
+          dropped: p.store.outbox.dropped,
+        },
+      },
+      memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
+    };
+  }
+
+  /** The retained health message; `rates` cover the time since the previous one. */
+  health(): HealthMessage {
+    const p = this.#parts;
+    const now = this.#o.clock.now();
+    const ingest = p.intake.stats();
+    const accepted = Object.values(ingest.accepted).reduce((a, b) => a + b, 0);
+    const rejected = Object.values(p.findings.stats().rejects).reduce((a, b) => a + b, 0);
+    const seconds = Math.max(1, (now - (this.#last.at || this.#startedAt)) / 1000);
+    const rates = {
+      ingest: round((accepted - this.#last.accepted) / seconds),
+      rejects: round((rejected - this.#last.rejected) / seconds),
+    };
+    this.#last = { at: now, accepted, rejected };
+    const depth = p.store.outbox.depth();
+    const memory = process.memoryUsage();
+    return {
+      ts: new Date(now).toISOString(),
+      gatewayId: this.#o.config.gatewayId,
+      version: VERSION,
+      uptimeSeconds: Math.round((now - this.#startedAt) / 1000),
+      memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
+      queues: {
+        journalPending: p.store.pendingJournalCount(),
+        outboxMessages: depth.messages,
+        outboxBytes: depth.bytes,
+        outboxOldestAgeSeconds: depth.oldestAt === null ? null : Math.round((now - depth.oldestAt) / 1000),
+      },
+      rates,
+      drops: { outbox: p.store.outbox.dropped, rejected, duplicates: ingest.duplicates },
+    };
+  }
+
+  #startTimers() {
+    const { config, clock, logger } = this.#o;
+    const p = this.#parts;
+    const publishHealth = () => {
+      if (!p.connection.connected) return;
+      p.connection
+        .publish(p.topics.health(), JSON.stringify(this.health()), { qos: 0, retain: true })
+        .catch((error: Error) => logger.debug({ err: error.message }, 'health publish failed'));
+    };
+    p.connection.on('connect', publishHealth);
+    this.#timers.push(clock.setInterval(publishHealth, config.health.interval * 1000));
+    this.#timers.push(
+      clock.setInterval(() => {
+        const now = clock.now();
+        const day = 86_400_000;
+        try {
+          const removed = p.store.prune({
+            journalBefore: now - config.store.journalKeep * 1000,
+            readingsBefore: now - config.store.readingsDays * day,
+            eventsBefore: now - config.store.eventsDays * day,
+          });
+          const expired = p.store.outbox.expire(now);
+          if (removed + expired > 0) logger.debug({ removed, expired }, 'retention pruned');
+        } catch (error) {
+          logger.error({ err: error }, 'retention failed');
+        }
+      }, PRUNE_EVERY_MS),
+    );
+  }
+
+  async #stop(): Promise<number> {
+    const { logger } = this.#o;
+    const p = this.#parts;
+    logger.info('stopping: intake paused');
+    for (const timer of this.#timers) timer.cancel();
+    p.connection.pauseIntake();
+    let code = 0;
+    const step = async (name: string, fn: () => unknown) => {
+      try {
+        await fn();
+      } catch (error) {
+        code = 1;
+        logger.error({ err: error, step: name }, 'stop step failed');
+      }
+    };
+    await step('status', async () => {
+      if (p.connection.connected) {
+        await race(
+          p.connection.publish(p.topics.status(), 'stopping', { qos: 1, retain: true }),
+          STOP_STATUS_MS,
+        );
+      }
+    });
+    await step('pipeline', () => p.pipeline.stop(true));
+    await step('outbox', async () => {
+      const empty = await p.drain.flush(p.connection.connected ? STOP_FLUSH_MS : 0);
+      if (!empty)
+        logger.warn(
+          { waiting: p.store.outbox.depth().messages },
+          'outbox not empty at stop; sent on next start',
+        );
+    });
+    code = Math.max(code, await stopParts(p, logger));
+    logger.info({ code }, 'stopped');
+    return code;
+  }
+}
+
+interface Parts {
+  store: Store;
+  broker?: EmbeddedBroker;
+  topics: WireTopics;
+  findings: Findings;
+  pipeline: Pipeline;
+  intake: Intake;
+  connection: MqttConnection;
+  drain: OutboxDrain;
+  api: ApiServer;
+}
+
+/** Closes whatever was started, in reverse order; returns 1 if anything failed. */
+async function stopParts(parts: Partial<Parts>, logger: Logger): Promise<number> {
+  let code = 0;
+  const steps: [string, (() => unknown) | undefined][] = [
+    ['outbox', parts.drain && (() => parts.drain?.stop())],
+    ['mqtt', parts.connection && (() => parts.connection?.close(STOP_STATUS_MS))],
+    ['http', parts.api && (() => parts.api?.close())],
+    ['pipeline', parts.pipeline && (() => parts.pipeline?.stop(false))],
+    ['broker', parts.broker && (() => parts.broker?.close())],
+    ['store', parts.store && (() => parts.store?.close())],
+  ];
+  for (const [name, fn] of steps) {
+    if (!fn) continue;
+    try {
+      await fn();
+    } catch (error) {
+      code = 1;
+      logger.error({ err: error, step: name }, 'stop step failed');
+    }
+  }
+  return code;
+}
+
+function race<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  return Promise.race([
+    promise,
+    new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), ms).unref()),
+  ]);
+}
+
+function round(x: number) {
+  return Math.round(x * 10) / 10;
+}
+
+/** The broker URL without credentials, for logs and status. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '********';
+    return parsed.toString().replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}

@@ -1,0 +1,1 @@
+export { Daemon, type DaemonEndpoints, type DaemonOptions, redactUrl, VERSION } from './daemon.js';

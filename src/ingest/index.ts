@@ -1,0 +1,12 @@
+export { type EmbeddedBroker, type EmbeddedBrokerOptions, startEmbeddedBroker } from './broker.js';
+export { type MessageHandler, MqttConnection, type MqttConnectionOptions } from './connection.js';
+export { BrokerListenError, TlsFileError } from './errors.js';
+export {
+  type IngestJournal,
+  Intake,
+  type IntakeOptions,
+  type IntakeStats,
+  type Rejection,
+  type RejectSink,
+} from './intake.js';
+export { TopicFilter } from './topicFilter.js';

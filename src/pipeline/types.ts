@@ -1,0 +1,37 @@
+import type { JournalEntry, NewReading, NewWindow } from '../store/index.js';
+import type { SensorAnomaly } from './sensorStage.js';
+
+/** A journal entry its stage could not use. */
+export interface StageRejection {
+  journalId: number;
+  code: string;
+  reason: string;
+}
+
+/** Everything one drain of the journal produced; committed as one transaction by the sink. */
+export interface StageBatch {
+  /** journal entries used */
+  processed: number[];
+  rejected: StageRejection[];
+  readings: NewReading[];
+  windows: NewWindow[];
+  anomalies: SensorAnomaly[];
+}
+
+/** Commits a batch atomically: rows, journal states and the messages that report them. */
+export interface PipelineSink {
+  commit(batch: StageBatch, entries: ReadonlyMap<number, JournalEntry>): void;
+}
+
+/** Reads what ingest committed and not yet processed. */
+export interface PipelineSource {
+  pendingJournal(limit: number, afterId?: number): JournalEntry[];
+}
+
+export const emptyBatch = (): StageBatch => ({
+  processed: [],
+  rejected: [],
+  readings: [],
+  windows: [],
+  anomalies: [],
+});

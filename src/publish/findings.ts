@@ -1,0 +1,145 @@
+import type { Clock } from '../common/index.js';
+import type { Rejection, RejectSink } from '../ingest/index.js';
+import type { PipelineSink, SensorAnomaly, StageBatch } from '../pipeline/index.js';
+import { type JournalEntry, JournalState, type NewEvent, type Store } from '../store/index.js';
+import type { ErrorMessage, EventMessage, WindowMessage, WireTopics } from './topics.js';
+
+export interface FindingsOptions {
+  store: Store;
+  topics: WireTopics;
+  clock: Clock;
+  /** Called after each commit that queued messages, so the outbox drains them. */
+  onQueued: () => void;
+}
+
+export interface FindingsStats {
+  /** rejections by code since start */
+  rejects: Record<string, number>;
+  events: number;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * Commits what the stages found and the messages that report it in one transaction each: readings,
+ * windows, events and rejections land in their tables and in the outbox together, or not at all.
+ */
+export class Findings implements PipelineSink, RejectSink {
+  readonly #stats: FindingsStats = { rejects: {}, events: 0 };
+
+  constructor(private readonly options: FindingsOptions) {}
+
+  /** A message ingest turned away before the journal. */
+  reject(rejection: Rejection): void {
+    this.options.store.transaction(() => this.#reject(rejection));
+    this.options.onQueued();
+  }
+
+  commit(batch: StageBatch, entries: ReadonlyMap<number, JournalEntry>): void {
+    const { store, topics, clock } = this.options;
+    const now = clock.now();
+    let events = 0;
+    store.transaction(() => {
+      for (const reading of batch.readings) store.insertReading(reading);
+      for (const id of batch.processed) store.markJournal(id, JournalState.processed);
+      for (const rejected of batch.rejected) {
+        store.markJournal(rejected.journalId, JournalState.rejected);
+        const entry = entries.get(rejected.journalId);
+        this.#reject({
+          ts: entry?.receivedAt ?? now,
+          route: entry?.route,
+          topic: entry?.topic ?? '',
+          code: rejected.code,
+          reason: rejected.reason,
+          size: entry?.payload.length ?? 0,
+        });
+      }
+      for (const window of batch.windows) {
+        store.insertWindow(window);
+        const message: WindowMessage = {
+          device: window.device,
+          metric: window.metric,
+          start: iso(window.start),
+          end: iso(window.end),
+          count: window.count,
+          min: window.min,
+          max: window.max,
+          mean: window.mean,
+          std: window.std,
+        };
+        store.outbox.enqueue(
+          {
+            topic: topics.windows(window.device, window.metric),
+            payload: JSON.stringify(message),
+            qos: 1,
+            retain: false,
+          },
+          now,
+        );
+      }
+      for (const anomaly of batch.anomalies) {
+        const row = store.insertEvent(anomalyEvent(anomaly), now);
+        const message: EventMessage = {
+          id: row.id,
+          ts: iso(row.ts),
+          source: row.source,
+          kind: 'anomaly',
+          severity: row.severity,
+          message: row.message,
+          detail: row.detail,
+        };
+        store.outbox.enqueue(
+          { topic: topics.events(row.source), payload: JSON.stringify(message), qos: 1, retain: false },
+          now,
+        );
+        events += 1;
+      }
+    });
+    this.#stats.events += events;
+    if (batch.windows.length + batch.anomalies.length + batch.rejected.length > 0) this.options.onQueued();
+  }
+
+  stats(): FindingsStats {
+    return structuredClone(this.#stats);
+  }
+
+  #reject(rejection: Rejection) {
+    const { store, topics, clock } = this.options;
+    store.insertReject(rejection);
+    const message: ErrorMessage = {
+      topic: rejection.topic,
+      route: rejection.route ?? null,
+      code: rejection.code,
+      reason: rejection.reason,
+      size: rejection.size,
+      ts: iso(rejection.ts),
+    };
+    store.outbox.enqueue(
+      { topic: topics.errors(), payload: JSON.stringify(message), qos: 1, retain: false },
+      clock.now(),
+    );
+    this.#stats.rejects[rejection.code] = (this.#stats.rejects[rejection.code] ?? 0) + 1;
+  }
+}
+
+function anomalyEvent(a: SensorAnomaly): NewEvent {
+  const unit = a.unit ? ` ${a.unit}` : '';
+  const round = (x: number) => Number(x.toPrecision(4));
+  return {
+    ts: a.ts,
+    source: a.device,
+    kind: 'anomaly',
+    severity: a.severity,
+    message: `${a.device}/${a.metric} read ${round(a.value)}${unit}, ${round(a.score)} robust deviations from its median ${round(a.median)}${unit}`,
+    detail: {
+      device: a.device,
+      metric: a.metric,
+      value: a.value,
+      unit: a.unit ?? null,
+      score: a.score,
+      median: a.median,
+      scale: a.scale,
+      threshold: a.threshold,
+    },
+  };
+}

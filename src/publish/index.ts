@@ -1,0 +1,11 @@
+export { Findings, type FindingsOptions, type FindingsStats } from './findings.js';
+export { type MessageTransport, OutboxDrain, type OutboxDrainOptions } from './outboxDrain.js';
+export {
+  type ErrorMessage,
+  type EventMessage,
+  type HealthMessage,
+  type WindowMessage,
+  type WireMessages,
+  type WireTopics,
+  wireTopics,
+} from './topics.js';

@@ -1,0 +1,91 @@
+import type { Severity } from '../store/index.js';
+
+/**
+ * The wire contract: every topic Outpost publishes under `<prefix>/<gatewayId>/` and the payload type it
+ * carries. Builders below are the only place topic strings are made.
+ */
+export interface WireMessages {
+  /** retained */
+  status: 'online' | 'offline' | 'stopping';
+  /** retained, every health.interval */
+  health: HealthMessage;
+  errors: ErrorMessage;
+  events: EventMessage;
+  windows: WindowMessage;
+}
+
+/** A rejected input: never the raw payload. */
+export interface ErrorMessage {
+  topic: string;
+  route: string | null;
+  code: string;
+  reason: string;
+  /** payload bytes */
+  size: number;
+  /** ISO 8601, when it was received */
+  ts: string;
+}
+
+export interface EventMessage {
+  id: number;
+  /** ISO 8601 of the reading that raised it */
+  ts: string;
+  source: string;
+  kind: 'anomaly';
+  severity: Severity;
+  message: string;
+  detail: Record<string, unknown>;
+}
+
+/** Aggregate of one series over one tumbling window. */
+export interface WindowMessage {
+  device: string;
+  metric: string;
+  /** ISO 8601, inclusive */
+  start: string;
+  /** ISO 8601, exclusive */
+  end: string;
+  count: number;
+  min: number;
+  max: number;
+  mean: number;
+  std: number;
+}
+
+export interface HealthMessage {
+  ts: string;
+  gatewayId: string;
+  version: string;
+  uptimeSeconds: number;
+  memory: { rssBytes: number; heapUsedBytes: number };
+  queues: {
+    journalPending: number;
+    outboxMessages: number;
+    outboxBytes: number;
+    outboxOldestAgeSeconds: number | null;
+  };
+  /** messages/s over the last health interval */
+  rates: { ingest: number; rejects: number };
+  drops: { outbox: number; rejected: number; duplicates: number };
+}
+
+export interface WireTopics {
+  readonly base: string;
+  status(): string;
+  health(): string;
+  errors(): string;
+  events(source: string): string;
+  windows(device: string, metric: string): string;
+}
+
+export function wireTopics(prefix: string, gatewayId: string): WireTopics {
+  const base = `${prefix}/${gatewayId}`;
+  return {
+    base,
+    status: () => `${base}/status`,
+    health: () => `${base}/health`,
+    errors: () => `${base}/errors`,
+    events: (source) => `${base}/events/${source}`,
+    windows: (device, metric) => `${base}/windows/${device}/${metric}`,
+  };
+}

@@ -1,0 +1,108 @@
+/**
+ * Numbered schema migrations. Each runs once, in order, inside a transaction, and is recorded in the
+ * `migrations` table. Never edit a released migration: add the next number.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'journal, readings, windows, events, rejects, results, outbox',
+    sql: `
+      -- Every accepted message, committed before it is acknowledged to the broker.
+      CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        received_at INTEGER NOT NULL,          -- epoch ms, commit time
+        route TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        content_type TEXT,
+        digest BLOB NOT NULL,                  -- sha1(topic NUL payload): duplicate recognition
+        state INTEGER NOT NULL DEFAULT 0       -- 0 pending, 1 processed, 2 rejected by its stage
+      );
+      CREATE INDEX journal_pending ON journal (id) WHERE state = 0;
+      CREATE INDEX journal_digest ON journal (digest);
+
+      CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        device TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        unit TEXT,
+        UNIQUE (device, metric)
+      );
+
+      CREATE TABLE readings (
+        series_id INTEGER NOT NULL,
+        ts INTEGER NOT NULL,                   -- epoch ms, the source's time
+        value REAL NOT NULL,
+        journal_id INTEGER NOT NULL
+      );
+      CREATE INDEX readings_series_ts ON readings (series_id, ts);
+      CREATE INDEX readings_ts ON readings (ts);
+
+      CREATE TABLE windows (
+        series_id INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        end INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        min REAL NOT NULL,
+        max REAL NOT NULL,
+        mean REAL NOT NULL,
+        std REAL NOT NULL,
+        PRIMARY KEY (series_id, start)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        message TEXT NOT NULL,
+        detail TEXT NOT NULL                   -- JSON
+      );
+      CREATE INDEX events_ts ON events (ts);
+      CREATE INDEX events_source_ts ON events (source, ts);
+
+      CREATE TABLE rejects (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        route TEXT,
+        topic TEXT NOT NULL,
+        code TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        size INTEGER NOT NULL
+      );
+      CREATE INDEX rejects_ts ON rejects (ts);
+
+      -- One row per finished model job (filled by the inference stage).
+      CREATE TABLE results (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        model TEXT,
+        variant TEXT,
+        latency_ms INTEGER,
+        output TEXT NOT NULL                   -- JSON, schema-valid
+      );
+      CREATE INDEX results_kind_ts ON results (kind, ts);
+
+      -- Messages waiting for the broker's acknowledgement, drained in id order.
+      CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at INTEGER NOT NULL,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        qos INTEGER NOT NULL,
+        retain INTEGER NOT NULL
+      );
+    `,
+  },
+];

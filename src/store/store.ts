@@ -1,0 +1,235 @@
+import { join } from 'node:path';
+import { openDatabase, type SqliteDatabase } from './database.js';
+import { Outbox, type OutboxLimits } from './outbox.js';
+import { StoreQueries } from './queries.js';
+import type {
+  EventRow,
+  JournalEntry,
+  NewEvent,
+  NewJournalEntry,
+  NewReading,
+  NewReject,
+  NewWindow,
+} from './types.js';
+
+export interface StoreOptions {
+  /** Folder that holds outpost.db. */
+  dataDir: string;
+  /** SQLite synchronous mode under WAL; see the `store.synchronous` config key. Default normal. */
+  synchronous?: 'normal' | 'full';
+  outbox: OutboxLimits;
+}
+
+export interface RetentionPolicy {
+  /** processed journal entries older than this are deleted, epoch ms */
+  journalBefore: number;
+  readingsBefore: number;
+  eventsBefore: number;
+}
+
+/** Journal state of an entry. */
+export const JournalState = { pending: 0, processed: 1, rejected: 2 } as const;
+
+/**
+ * Outpost's SQLite store. All writes are synchronous and short; callers group them with `transaction`
+ * so that a batch of readings, its events and their outbox messages commit together or not at all.
+ */
+export class Store {
+  readonly outbox: Outbox;
+  readonly queries: StoreQueries;
+  readonly file: string;
+  readonly #db: SqliteDatabase;
+  readonly #series = new Map<string, number>();
+  readonly #stmt;
+  #closed = false;
+
+  static open(options: StoreOptions): Store {
+    return new Store(options);
+  }
+
+  private constructor(options: StoreOptions) {
+    this.file = join(options.dataDir, 'outpost.db');
+    this.#db = openDatabase({ file: this.file, synchronous: options.synchronous ?? 'normal' });
+    const db = this.#db;
+    this.outbox = new Outbox(db, options.outbox);
+    this.queries = new StoreQueries(db);
+    this.#stmt = {
+      append: db.prepare(
+        'INSERT INTO journal (received_at, route, topic, payload, content_type, digest) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      seen: db.prepare<[Buffer, number], { id: number }>(
+        'SELECT id FROM journal WHERE digest = ? AND received_at >= ? LIMIT 1',
+      ),
+      pending: db.prepare<[number, number], RawJournal>(
+        'SELECT id, received_at, route, topic, payload, content_type FROM journal WHERE state = 0 AND id > ? ORDER BY id LIMIT ?',
+      ),
+      pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM journal WHERE state = 0'),
+      mark: db.prepare('UPDATE journal SET state = ? WHERE id = ?'),
+      seriesGet: db.prepare<[string, string], { id: number; unit: string | null }>(
+        'SELECT id, unit FROM series WHERE device = ? AND metric = ?',
+      ),
+      seriesAdd: db.prepare('INSERT INTO series (device, metric, unit) VALUES (?, ?, ?)'),
+      seriesUnit: db.prepare('UPDATE series SET unit = ? WHERE id = ? AND unit IS NOT ?'),
+      reading: db.prepare('INSERT INTO readings (series_id, ts, value, journal_id) VALUES (?, ?, ?, ?)'),
+      recent: db.prepare<[number, number], { value: number }>(
+        'SELECT value FROM readings WHERE series_id = ? ORDER BY ts DESC LIMIT ?',
+      ),
+      window: db.prepare(
+        'INSERT OR REPLACE INTO windows (series_id, start, end, count, min, max, mean, std) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      event: db.prepare(
+        'INSERT INTO events (ts, created_at, source, kind, severity, message, detail) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      reject: db.prepare(
+        'INSERT INTO rejects (ts, route, topic, code, reason, size) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      pruneJournal: db.prepare(
+        'DELETE FROM journal WHERE id IN (SELECT id FROM journal WHERE state != 0 AND received_at < ? LIMIT 5000)',
+      ),
+      pruneReadings: db.prepare(
+        'DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings WHERE ts < ? LIMIT 5000)',
+      ),
+      pruneWindows: db.prepare('DELETE FROM windows WHERE end < ?'),
+      pruneEvents: db.prepare('DELETE FROM events WHERE ts < ?'),
+      pruneRejects: db.prepare('DELETE FROM rejects WHERE ts < ?'),
+    };
+  }
+
+  /** Runs `fn` in one transaction (nested calls join the outer one). */
+  transaction<T>(fn: () => T): T {
+    return this.#db.transaction(fn)();
+  }
+
+  /** Commits one message to the journal (its own transaction when called alone); returns its id. */
+  appendJournal(entry: NewJournalEntry): number {
+    const info = this.#stmt.append.run(
+      entry.receivedAt,
+      entry.route,
+      entry.topic,
+      entry.payload,
+      entry.contentType ?? null,
+      entry.digest,
+    );
+    return Number(info.lastInsertRowid);
+  }
+
+  /** Whether a message with this digest was journaled at or after `since` (epoch ms). */
+  hasJournaled(digest: Buffer, since: number): boolean {
+    return this.#stmt.seen.get(digest, since) !== undefined;
+  }
+
+  /** Entries not yet processed, oldest first. */
+  pendingJournal(limit: number, afterId = 0): JournalEntry[] {
+    return this.#stmt.pending.all(afterId, limit).map((row) => ({
+      id: row.id,
+      receivedAt: row.received_at,
+      route: row.route,
+      topic: row.topic,
+      payload: row.payload,
+      contentType: row.content_type,
+    }));
+  }
+
+  pendingJournalCount(): number {
+    return this.#stmt.pendingCount.get()!.n;
+  }
+
+  markJournal(id: number, state: (typeof JournalState)[keyof typeof JournalState]): void {
+    this.#stmt.mark.run(state, id);
+  }
+
+  /** The id of a series, created on first sight; the unit is updated when a reading names a new one. */
+  seriesId(device: string, metric: string, unit?: string): number {
+    const key = `${device}\0${metric}`;
+    let id = this.#series.get(key);
+    if (id === undefined) {
+      const row = this.#stmt.seriesGet.get(device, metric);
+      id = row ? row.id : Number(this.#stmt.seriesAdd.run(device, metric, unit ?? null).lastInsertRowid);
+      this.#series.set(key, id);
+    }
+    if (unit !== undefined) this.#stmt.seriesUnit.run(unit, id, unit);
+    return id;
+  }
+
+  insertReading(reading: NewReading): void {
+    const series = this.seriesId(reading.device, reading.metric, reading.unit);
+    this.#stmt.reading.run(series, reading.ts, reading.value, reading.journalId);
+  }
+
+  /** The latest `n` values of a series, oldest first (to seed a detector after a restart). */
+  recentValues(device: string, metric: string, n: number): number[] {
+    const series = this.seriesId(device, metric);
+    return this.#stmt.recent
+      .all(series, n)
+      .map((row) => row.value)
+      .reverse();
+  }
+
+  insertWindow(window: NewWindow): void {
+    const series = this.seriesId(window.device, window.metric);
+    const w = window;
+    this.#stmt.window.run(series, w.start, w.end, w.count, w.min, w.max, w.mean, w.std);
+  }
+
+  insertEvent(event: NewEvent, now: number): EventRow {
+    const info = this.#stmt.event.run(
+      event.ts,
+      now,
+      event.source,
+      event.kind,
+      event.severity,
+      event.message,
+      JSON.stringify(event.detail),
+    );
+    return { ...event, id: Number(info.lastInsertRowid), createdAt: now };
+  }
+
+  insertReject(reject: NewReject): number {
+    const r = reject;
+    return Number(
+      this.#stmt.reject.run(r.ts, r.route ?? null, r.topic, r.code, r.reason, r.size).lastInsertRowid,
+    );
+  }
+
+  /** Deletes what retention no longer keeps, in bounded chunks so ingest never waits long; returns rows removed. */
+  prune(policy: RetentionPolicy): number {
+    let removed = 0;
+    const s = this.#stmt;
+    for (const [stmt, before] of [
+      [s.pruneJournal, policy.journalBefore],
+      [s.pruneReadings, policy.readingsBefore],
+    ] as const) {
+      // At most 20 chunks a call: a large backlog is worked off over several calls, not in one long stall.
+      for (let i = 0, changes = 1; changes > 0 && i < 20; i++, removed += changes)
+        changes = stmt.run(before).changes;
+    }
+    removed += s.pruneWindows.run(policy.eventsBefore).changes;
+    removed += s.pruneEvents.run(policy.eventsBefore).changes;
+    removed += s.pruneRejects.run(policy.eventsBefore).changes;
+    return removed;
+  }
+
+  /** Checkpoints the WAL and closes; safe to call twice. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      this.#db.close();
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+}
+
+interface RawJournal {
+  id: number;
+  received_at: number;
+  route: string;
+  topic: string;
+  payload: Buffer;
+  content_type: string | null;
+}
