@@ -71,16 +71,6 @@ export class Daemon {
       logger.info({ file: store.file, journalPending: store.pendingJournalCount() }, 'store open');
       check();
 
-      let url = config.mqtt.url;
-      if (!url) {
-        parts.broker = await startEmbeddedBroker({
-          ...config.broker,
-          logger: logger.child({ stage: 'broker' }),
-        });
-        url = parts.broker.url;
-      }
-      check();
-
       const topics = wireTopics(config.mqtt.topicPrefix, config.gatewayId);
       parts.topics = topics;
       parts.findings = new Findings({ store, topics, clock, onQueued: () => parts.drain?.wake() });
@@ -112,17 +102,39 @@ export class Daemon {
         clock,
       });
       const intake = parts.intake;
+      let url = config.mqtt.url;
+      if (!url) {
+        // In process, ingest commits inside the broker's publish hook: a sensor's PUBACK then means its
+        // message is in the journal, with no broker-side queue that a crash could lose.
+        parts.broker = await startEmbeddedBroker({
+          ...config.broker,
+          logger: logger.child({ stage: 'broker' }),
+          onPublish: (packet) => {
+            if (parts.intakePaused && intake.takes(packet.topic)) {
+              throw new Error('the gateway is stopping; publish again later');
+            }
+            intake.handle(packet);
+          },
+        });
+        url = parts.broker.url;
+      }
+      check();
+
       parts.connection = new MqttConnection({
         ...config.mqtt,
         url,
         // aedes speaks MQTT 3.1.1 only
         protocolVersion: parts.broker ? 4 : 5,
         statusTopic: topics.status(),
-        subscriptions: intake.filters,
+        // With the embedded broker, messages arrive through its hook, not a subscription.
+        subscriptions: parts.broker ? [] : intake.filters,
         logger: logger.child({ stage: 'mqtt' }),
         clock,
       });
-      parts.connection.setHandler((packet) => intake.handle(packet));
+      parts.connection.setHandler((packet) => {
+        if (!intake.handle(packet))
+          logger.debug({ topic: packet.topic }, 'message on no route; acknowledged');
+      });
       parts.drain = new OutboxDrain({
         outbox: store.outbox,
         transport: parts.connection,
@@ -272,6 +284,7 @@ export class Daemon {
     logger.info('stopping: intake paused');
     for (const timer of this.#timers) timer.cancel();
     p.connection.pauseIntake();
+    p.intakePaused = true;
     let code = 0;
     const step = async (name: string, fn: () => unknown) => {
       try {
@@ -314,6 +327,8 @@ interface Parts {
   connection: MqttConnection;
   drain: OutboxDrain;
   api: ApiServer;
+  /** set when shutdown begins: the embedded broker refuses new publishes */
+  intakePaused?: boolean;
 }
 
 /** Closes whatever was started, in reverse order; returns 1 if anything failed. */

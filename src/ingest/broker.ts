@@ -12,7 +12,21 @@ export interface EmbeddedBrokerOptions {
   /** When set with `password`, every client must present them. */
   username?: string | undefined;
   password?: string | undefined;
+  /**
+   * Runs for every publish before the broker acknowledges it, in process: the gateway commits sensor
+   * messages here, so a publisher's PUBACK means the message is in the journal. Throwing refuses the
+   * message (the client is disconnected and retries it later).
+   */
+  onPublish?: (packet: PublishPacket) => void;
   logger: Logger;
+}
+
+/** What the broker hands `onPublish`. */
+export interface PublishPacket {
+  topic: string;
+  payload: Buffer;
+  dup: boolean;
+  qos: 0 | 1 | 2;
 }
 
 export interface EmbeddedBroker {
@@ -36,6 +50,23 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       done(null, ok);
     };
   }
+  const { onPublish } = options;
+  aedes.authorizePublish = (_client, packet, done) => {
+    // aedes' own default: clients may not publish into $SYS.
+    if (packet.topic.startsWith('$SYS/')) return done(new Error('$SYS/ topics are reserved'));
+    if (!onPublish) return done(null);
+    try {
+      onPublish({
+        topic: packet.topic,
+        payload: typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload,
+        dup: packet.dup === true,
+        qos: packet.qos,
+      });
+    } catch (error) {
+      return done(error as Error);
+    }
+    done(null);
+  };
   aedes.on('clientError', (client, error) =>
     logger.debug({ client: client.id, err: error.message }, 'broker client error'),
   );
@@ -59,8 +90,10 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     async close() {
       if (closed) return;
       closed = true;
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // aedes first: it disconnects the clients, which server.close() would otherwise wait for.
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await stopped;
     },
   };
 }

@@ -48,7 +48,7 @@ export interface IntakeOptions {
 export interface IntakeStats {
   /** committed to the journal, by route */
   accepted: Record<string, number>;
-  /** turned away before the journal (size, no route), by route */
+  /** turned away before the journal (size), by route */
   rejected: Record<string, number>;
   /** redeliveries recognised and acknowledged without a second row */
   duplicates: number;
@@ -76,23 +76,23 @@ export class Intake {
     return this.#routes.map((r) => r.route.filter);
   }
 
-  /** Handles one message; when it returns, the message is committed or its rejection recorded. */
-  handle(packet: Pick<IPublishPacket, 'topic' | 'payload' | 'dup' | 'properties'>): void {
+  /** Whether a route takes this topic. */
+  takes(topic: string): boolean {
+    return this.#routes.some((r) => r.filter.match(topic) !== null);
+  }
+
+  /**
+   * Handles one message; when it returns, the message is committed or its rejection recorded. Returns
+   * false, doing nothing, for a topic no route takes (the embedded broker also sees the gateway's own
+   * publishes).
+   */
+  handle(packet: Pick<IPublishPacket, 'topic' | 'payload' | 'dup' | 'properties'>): boolean {
     const o = this.options;
     const now = o.clock.now();
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    this.#stats.bytes += payload.length;
     const route = this.#routes.find((r) => r.filter.match(packet.topic) !== null)?.route;
-    if (!route) {
-      o.rejects.reject({
-        ts: now,
-        topic: packet.topic,
-        code: 'no-route',
-        reason: 'no route matches this topic',
-        size: payload.length,
-      });
-      return;
-    }
+    if (!route) return false;
+    this.#stats.bytes += payload.length;
     if (payload.length > route.maxBytes) {
       this.#stats.rejected[route.name]! += 1;
       o.rejects.reject({
@@ -103,13 +103,13 @@ export class Intake {
         reason: `payload of ${payload.length} bytes exceeds the route limit of ${route.maxBytes}`,
         size: payload.length,
       });
-      return;
+      return true;
     }
     const digest = messageDigest(packet.topic, payload);
     // Only a redelivery (DUP set) is checked: identical readings sent twice on purpose are both kept.
     if (packet.dup && o.journal.hasJournaled(digest, now - o.duplicateWindowMs)) {
       this.#stats.duplicates += 1;
-      return;
+      return true;
     }
     o.journal.appendJournal({
       receivedAt: now,
@@ -121,6 +121,7 @@ export class Intake {
     });
     this.#stats.accepted[route.name]! += 1;
     o.onJournaled();
+    return true;
   }
 
   stats(): IntakeStats {
