@@ -37,7 +37,9 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 
   const result = configSchema.safeParse(raw);
   if (!result.success) {
-    throw new ConfigError(result.error.issues.map((issue) => describeIssue(issue, raw, label, fromEnv)));
+    throw new ConfigError(
+      result.error.issues.flatMap((issue) => describeIssue(issue, raw, label, fromEnv).split('\n')),
+    );
   }
   const parsed = result.data;
   const gatewayId = parsed.gatewayId ?? sanitizeHostname(options.hostname ?? osHostname());
@@ -136,16 +138,16 @@ function describeIssue(
   const envName = [...fromEnv].find(([p]) => dotted === p || dotted.startsWith(`${p}.`))?.[1];
   const where = envName ?? `${label}: ${dotted || '(top level)'}`;
   if (issue.code === 'unrecognized_keys') {
-    const section = CONFIG_KEYS.filter(
-      (k) => k.path.length === path.length + 1 && k.path.join('.').startsWith(dotted),
+    // The names one level below `path`: leaves and sections alike (`htpp` -> http).
+    const names = new Set(
+      CONFIG_KEYS.filter((k) => k.path.length > path.length && path.every((p, i) => k.path[i] === p)).map(
+        (k) => k.path[path.length]!,
+      ),
     );
     return issue.keys
       .map((key) => {
-        const hint = closest(
-          key,
-          section.map((k) => k.path.at(-1)!),
-        );
-        return `${label}: ${[...path, key].join('.')}: unknown key${hint ? ` (did you mean ${hint}?)` : ''}`;
+        const hint = closest(key, [...names]);
+        return `${envName ?? label}: ${[...path, key].join('.')}: unknown key${hint ? ` (did you mean ${hint}?)` : ''}`;
       })
       .join('\n');
   }

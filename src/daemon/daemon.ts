@@ -97,7 +97,15 @@ export class Daemon {
         routes: config.ingest.routes,
         journal: store,
         rejects: parts.findings,
-        onJournaled: () => parts.pipeline?.notify(),
+        onCommit: (error) => {
+          if (error) {
+            logger.error({ err: error }, 'journal commit failed; nothing of it acknowledged');
+            parts.connection?.dropAcks();
+            return;
+          }
+          parts.connection?.releaseAcks();
+          parts.pipeline?.notify();
+        },
         duplicateWindowMs: config.ingest.duplicateWindow * 1000,
         clock,
       });
@@ -109,11 +117,11 @@ export class Daemon {
         parts.broker = await startEmbeddedBroker({
           ...config.broker,
           logger: logger.child({ stage: 'broker' }),
-          onPublish: (packet) => {
+          onPublish: (packet, ack) => {
             if (parts.intakePaused && intake.takes(packet.topic)) {
-              throw new Error('the gateway is stopping; publish again later');
+              return ack(new Error('the gateway is stopping; publish again later'));
             }
-            intake.handle(packet);
+            if (!intake.submit(packet, ack)) ack();
           },
         });
         url = parts.broker.url;
@@ -131,9 +139,15 @@ export class Daemon {
         logger: logger.child({ stage: 'mqtt' }),
         clock,
       });
-      parts.connection.setHandler((packet) => {
-        if (!intake.handle(packet))
-          logger.debug({ topic: packet.topic }, 'message on no route; acknowledged');
+      const connection = parts.connection;
+      connection.setHandler((packet) => {
+        if (intake.submit(packet)) return;
+        logger.debug({ topic: packet.topic }, 'message on no route; acknowledged');
+        // Its PUBACK is held like any other: release it after whatever is staged is committed.
+        setImmediate(() => {
+          intake.flush();
+          connection.releaseAcks();
+        });
       });
       parts.drain = new OutboxDrain({
         outbox: store.outbox,
@@ -285,6 +299,8 @@ export class Daemon {
     for (const timer of this.#timers) timer.cancel();
     p.connection.pauseIntake();
     p.intakePaused = true;
+    // What was staged before the pause is committed and acknowledged; nothing after it is.
+    p.intake.flush();
     let code = 0;
     const step = async (name: string, fn: () => unknown) => {
       try {

@@ -14,10 +14,10 @@ export interface EmbeddedBrokerOptions {
   password?: string | undefined;
   /**
    * Runs for every publish before the broker acknowledges it, in process: the gateway commits sensor
-   * messages here, so a publisher's PUBACK means the message is in the journal. Throwing refuses the
-   * message (the client is disconnected and retries it later).
+   * messages here and calls `ack` after the commit, so a publisher's PUBACK means the message is in the
+   * journal. `ack(error)` refuses it: the client is disconnected and sends it again later.
    */
-  onPublish?: (packet: PublishPacket) => void;
+  onPublish?: (packet: PublishPacket, ack: (error?: Error) => void) => void;
   logger: Logger;
 }
 
@@ -55,17 +55,15 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     // aedes' own default: clients may not publish into $SYS.
     if (packet.topic.startsWith('$SYS/')) return done(new Error('$SYS/ topics are reserved'));
     if (!onPublish) return done(null);
-    try {
-      onPublish({
+    onPublish(
+      {
         topic: packet.topic,
         payload: typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload,
         dup: packet.dup === true,
         qos: packet.qos,
-      });
-    } catch (error) {
-      return done(error as Error);
-    }
-    done(null);
+      },
+      (error) => done(error ?? null),
+    );
   };
   aedes.on('clientError', (client, error) =>
     logger.debug({ client: client.id, err: error.message }, 'broker client error'),

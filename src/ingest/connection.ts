@@ -31,10 +31,17 @@ export interface MqttConnectionOptions {
 }
 
 /**
- * Decides the fate of one incoming message before it is acknowledged. It runs synchronously: when it
- * returns, the message is committed (or rejected and recorded) and the PUBACK may go out.
+ * Takes one incoming message for the next journal commit; its PUBACK waits for `releaseAcks()`.
+ * Throwing means it cannot be taken: nothing is acknowledged and the connection is renewed.
  */
 export type MessageHandler = (packet: IPublishPacket) => void;
+
+type SendPacket = (
+  packet: { cmd: string },
+  cb?: (error?: Error) => void,
+  cbStorePut?: () => void,
+  noStore?: boolean,
+) => void;
 
 export interface ConnectionEvents {
   connect: [];
@@ -59,26 +66,39 @@ export class MqttConnection extends EventEmitter<ConnectionEvents> {
   #attempt = 0;
   #retry: Timer | undefined;
   #lastError: string | undefined;
+  readonly #send: SendPacket;
+  /** PUBACKs waiting for their messages' commit, with the connection they belong to */
+  #held: { packet: { cmd: string }; generation: number }[] = [];
+  #generation = 0;
 
   constructor(private readonly options: MqttConnectionOptions) {
     super();
     this.#client = mqtt.connect(options.url, this.#clientOptions());
     const client = this.#client;
-    // mqtt.js sends the PUBACK of a QoS 1 message when this callback is called, and reads the next packet
-    // only then: the journal commit happens here, before the acknowledgement (DESIGN: at-least-once in).
+    // mqtt.js sends a QoS 1 message's PUBACK from the callback of handleMessage and reads the next packet
+    // only after that. The handler stages the message for the next journal commit; the PUBACK it
+    // triggers is held here and sent by releaseAcks() once that commit is done, so messages of one socket
+    // read share a transaction and none is acknowledged before it is committed (DESIGN: at-least-once in).
+    const send = client['_sendPacket'].bind(client) as SendPacket;
+    this.#send = send;
+    (client as unknown as { _sendPacket: SendPacket })._sendPacket = (packet, cb, cbStorePut, noStore) => {
+      if (packet.cmd !== 'puback') return send(packet, cb, cbStorePut, noStore);
+      this.#held.push({ packet, generation: this.#generation });
+      cb?.();
+    };
     client.handleMessage = (packet, done) => {
       if (this.#paused || !this.#handler) return; // never acknowledged: the broker redelivers it next session
       try {
         this.#handler(packet);
       } catch (error) {
-        // Not acknowledged; closing the connection makes the broker keep it for the next session.
         options.logger.error({ err: error, topic: packet.topic }, 'message handler failed; reconnecting');
-        client.stream?.destroy();
+        this.dropAcks();
         return;
       }
       done();
     };
     client.on('connect', (connack) => {
+      this.#generation += 1;
       this.#attempt = 0;
       this.#lastError = undefined;
       options.logger.info(
@@ -160,6 +180,22 @@ export class MqttConnection extends EventEmitter<ConnectionEvents> {
         error ? reject(error) : resolve(),
       );
     });
+  }
+
+  /** Sends the PUBACKs of the messages committed so far (those of an earlier connection are dropped). */
+  releaseAcks(): void {
+    const held = this.#held;
+    if (held.length === 0) return;
+    this.#held = [];
+    for (const { packet, generation } of held) {
+      if (generation === this.#generation && this.connected) this.#send(packet);
+    }
+  }
+
+  /** The commit failed: acknowledge nothing and reconnect, so the broker redelivers. */
+  dropAcks(): void {
+    this.#held = [];
+    this.#client.stream?.destroy();
   }
 
   /** Stops reading messages: the ones not yet handled stay unacknowledged, for the next session. */

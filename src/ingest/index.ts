@@ -2,10 +2,13 @@ export { type EmbeddedBroker, type EmbeddedBrokerOptions, startEmbeddedBroker } 
 export { type MessageHandler, MqttConnection, type MqttConnectionOptions } from './connection.js';
 export { BrokerListenError, TlsFileError } from './errors.js';
 export {
+  type AckCallback,
+  type IncomingPacket,
   type IngestJournal,
   Intake,
   type IntakeOptions,
   type IntakeStats,
+  messageDigest,
   type Rejection,
   type RejectSink,
 } from './intake.js';

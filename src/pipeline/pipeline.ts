@@ -52,6 +52,7 @@ export class Pipeline {
 
   /** Processes what the journal holds from earlier runs, then keeps up with new entries. */
   start(): void {
+    this.#lastId = this.options.source.journalWatermark();
     const tick = Math.min(this.options.sensors.windowMs, 10_000);
     this.#ticker = this.options.clock.setInterval(() => this.#closeDueWindows(), tick);
     this.notify();
@@ -75,6 +76,7 @@ export class Pipeline {
       if (entries.length === 0) return handled;
       const batch = emptyBatch();
       for (const entry of entries) this.#process(entry, batch);
+      batch.throughId = entries.at(-1)!.id;
       if (!this.#commit(batch, entries)) return handled;
       this.#lastId = entries.at(-1)!.id;
       handled += entries.length;

@@ -10,6 +10,8 @@ export interface StageRejection {
 
 /** Everything one drain of the journal produced; committed as one transaction by the sink. */
 export interface StageBatch {
+  /** the last journal entry this batch covers: the sink moves the journal watermark to it */
+  throughId?: number | undefined;
   /** journal entries used */
   processed: number[];
   rejected: StageRejection[];
@@ -25,7 +27,9 @@ export interface PipelineSink {
 
 /** Reads what ingest committed and not yet processed. */
 export interface PipelineSource {
-  pendingJournal(limit: number, afterId?: number): JournalEntry[];
+  pendingJournal(limit: number, afterId: number): JournalEntry[];
+  /** the last entry whose output was committed (by an earlier run too) */
+  journalWatermark(): number;
 }
 
 export const emptyBatch = (): StageBatch => ({

@@ -1,7 +1,7 @@
 import type { Clock } from '../common/index.js';
 import type { Rejection, RejectSink } from '../ingest/index.js';
 import type { PipelineSink, SensorAnomaly, StageBatch } from '../pipeline/index.js';
-import { type JournalEntry, JournalState, type NewEvent, type Store } from '../store/index.js';
+import type { JournalEntry, NewEvent, Store } from '../store/index.js';
 import type { ErrorMessage, EventMessage, WindowMessage, WireTopics } from './topics.js';
 
 export interface FindingsOptions {
@@ -41,9 +41,8 @@ export class Findings implements PipelineSink, RejectSink {
     let events = 0;
     store.transaction(() => {
       for (const reading of batch.readings) store.insertReading(reading);
-      for (const id of batch.processed) store.markJournal(id, JournalState.processed);
+      if (batch.throughId !== undefined) store.advanceJournalWatermark(batch.throughId);
       for (const rejected of batch.rejected) {
-        store.markJournal(rejected.journalId, JournalState.rejected);
         const entry = entries.get(rejected.journalId);
         this.#reject({
           ts: entry?.receivedAt ?? now,

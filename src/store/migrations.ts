@@ -13,7 +13,8 @@ export const migrations: readonly Migration[] = [
     version: 1,
     name: 'journal, readings, windows, events, rejects, results, outbox',
     sql: `
-      -- Every accepted message, committed before it is acknowledged to the broker.
+      -- Every accepted message, committed before it is acknowledged to the broker. Append-only: the
+      -- pipeline's progress is one watermark in pipeline_state, so a commit touches one B-tree.
       CREATE TABLE journal (
         id INTEGER PRIMARY KEY,
         received_at INTEGER NOT NULL,          -- epoch ms, commit time
@@ -21,11 +22,15 @@ export const migrations: readonly Migration[] = [
         topic TEXT NOT NULL,
         payload BLOB NOT NULL,
         content_type TEXT,
-        digest BLOB NOT NULL,                  -- sha1(topic NUL payload): duplicate recognition
-        state INTEGER NOT NULL DEFAULT 0       -- 0 pending, 1 processed, 2 rejected by its stage
+        digest BLOB NOT NULL                   -- sha1(topic NUL payload): duplicate recognition
       );
-      CREATE INDEX journal_pending ON journal (id) WHERE state = 0;
-      CREATE INDEX journal_digest ON journal (digest);
+
+      -- key 'journal': id of the last journal entry the pipeline has committed the output of.
+      CREATE TABLE pipeline_state (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      );
+      INSERT INTO pipeline_state (key, value) VALUES ('journal', 0);
 
       CREATE TABLE series (
         id INTEGER PRIMARY KEY,

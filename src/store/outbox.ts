@@ -76,6 +76,11 @@ export class Outbox {
   /** Adds a message; call inside the transaction that commits what it reports. */
   enqueue(message: OutboxMessage, now: number): void {
     const payload = typeof message.payload === 'string' ? Buffer.from(message.payload) : message.payload;
+    if (payload.length > this.limits.maxBytes) {
+      // It can never fit: making room for it would drop every older message, then it as well.
+      this.dropped += 1;
+      return;
+    }
     this.#insert.run(now, message.topic, payload, message.qos, message.retain ? 1 : 0);
     this.#messages += 1;
     this.#bytes += payload.length;

@@ -21,14 +21,11 @@ export interface StoreOptions {
 }
 
 export interface RetentionPolicy {
-  /** processed journal entries older than this are deleted, epoch ms */
+  /** processed journal entries received before this are deleted, epoch ms */
   journalBefore: number;
   readingsBefore: number;
   eventsBefore: number;
 }
-
-/** Journal state of an entry. */
-export const JournalState = { pending: 0, processed: 1, rejected: 2 } as const;
 
 /**
  * Outpost's SQLite store. All writes are synchronous and short; callers group them with `transaction`
@@ -57,14 +54,17 @@ export class Store {
       append: db.prepare(
         'INSERT INTO journal (received_at, route, topic, payload, content_type, digest) VALUES (?, ?, ?, ?, ?, ?)',
       ),
-      seen: db.prepare<[Buffer, number], { id: number }>(
-        'SELECT id FROM journal WHERE digest = ? AND received_at >= ? LIMIT 1',
+      digests: db.prepare<[number, number], { digest: Buffer }>(
+        'SELECT digest FROM journal WHERE received_at >= ? ORDER BY id DESC LIMIT ?',
       ),
       pending: db.prepare<[number, number], RawJournal>(
-        'SELECT id, received_at, route, topic, payload, content_type FROM journal WHERE state = 0 AND id > ? ORDER BY id LIMIT ?',
+        'SELECT id, received_at, route, topic, payload, content_type FROM journal WHERE id > ? ORDER BY id LIMIT ?',
       ),
-      pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM journal WHERE state = 0'),
-      mark: db.prepare('UPDATE journal SET state = ? WHERE id = ?'),
+      pendingCount: db.prepare<[], { n: number }>(
+        "SELECT count(*) AS n FROM journal WHERE id > (SELECT value FROM pipeline_state WHERE key = 'journal')",
+      ),
+      watermark: db.prepare<[], { value: number }>("SELECT value FROM pipeline_state WHERE key = 'journal'"),
+      setWatermark: db.prepare("UPDATE pipeline_state SET value = ? WHERE key = 'journal' AND value < ?"),
       seriesGet: db.prepare<[string, string], { id: number; unit: string | null }>(
         'SELECT id, unit FROM series WHERE device = ? AND metric = ?',
       ),
@@ -84,7 +84,8 @@ export class Store {
         'INSERT INTO rejects (ts, route, topic, code, reason, size) VALUES (?, ?, ?, ?, ?, ?)',
       ),
       pruneJournal: db.prepare(
-        'DELETE FROM journal WHERE id IN (SELECT id FROM journal WHERE state != 0 AND received_at < ? LIMIT 5000)',
+        `DELETE FROM journal WHERE id IN (SELECT id FROM journal WHERE received_at < ?
+           AND id <= (SELECT value FROM pipeline_state WHERE key = 'journal') ORDER BY id LIMIT 5000)`,
       ),
       pruneReadings: db.prepare(
         'DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings WHERE ts < ? LIMIT 5000)',
@@ -113,13 +114,13 @@ export class Store {
     return Number(info.lastInsertRowid);
   }
 
-  /** Whether a message with this digest was journaled at or after `since` (epoch ms). */
-  hasJournaled(digest: Buffer, since: number): boolean {
-    return this.#stmt.seen.get(digest, since) !== undefined;
+  /** Digests of the newest journal entries received at or after `since` (epoch ms), newest first. */
+  recentDigests(since: number, limit: number): Buffer[] {
+    return this.#stmt.digests.all(since, limit).map((row) => row.digest);
   }
 
-  /** Entries not yet processed, oldest first. */
-  pendingJournal(limit: number, afterId = 0): JournalEntry[] {
+  /** Entries after `afterId` (default: the pipeline's watermark), oldest first. */
+  pendingJournal(limit: number, afterId = this.journalWatermark()): JournalEntry[] {
     return this.#stmt.pending.all(afterId, limit).map((row) => ({
       id: row.id,
       receivedAt: row.received_at,
@@ -134,8 +135,14 @@ export class Store {
     return this.#stmt.pendingCount.get()!.n;
   }
 
-  markJournal(id: number, state: (typeof JournalState)[keyof typeof JournalState]): void {
-    this.#stmt.mark.run(state, id);
+  /** Id of the last journal entry whose output is committed; entries up to it are never processed again. */
+  journalWatermark(): number {
+    return this.#stmt.watermark.get()!.value;
+  }
+
+  /** Moves the watermark forward (never back); call in the transaction that commits the output. */
+  advanceJournalWatermark(id: number): void {
+    this.#stmt.setWatermark.run(id, id);
   }
 
   /** The id of a series, created on first sight; the unit is updated when a reading names a new one. */

@@ -1,0 +1,34 @@
+/**
+ * Benchmark child: the baseline, a bare mqtt.js subscriber that only counts QoS 1 messages (mqtt.js
+ * acknowledges each on arrival). Prints `ready` once subscribed, then one JSON line after N messages.
+ * Usage: bareSubscriber.ts <url> <count>
+ */
+import mqtt from 'mqtt';
+
+const [url = 'mqtt://127.0.0.1:1883', countText = '50000'] = process.argv.slice(2);
+const count = Number(countText);
+const latencies = new Float64Array(count);
+let received = 0;
+let first = 0;
+const client = await mqtt.connectAsync(url, {
+  protocolVersion: 4,
+  clean: true,
+  clientId: `bench-bare-${process.pid}`,
+});
+client.on('message', (_topic, payload) => {
+  const now = Date.now();
+  if (received === 0) first = performance.now();
+  const { ts } = JSON.parse(payload.toString()) as { ts: number };
+  latencies[received++] = now - ts;
+  if (received === count) {
+    const elapsedMs = performance.now() - first;
+    const sorted = latencies.sort();
+    const pct = (p: number) => sorted[Math.min(count - 1, Math.floor((p / 100) * count))]!;
+    process.stdout.write(
+      `${JSON.stringify({ received, elapsedMs, rate: ((count - 1) / elapsedMs) * 1000, p50: pct(50), p99: pct(99) })}\n`,
+    );
+    client.end(true, {}, () => process.exit(0));
+  }
+});
+await client.subscribeAsync('sensors/#', { qos: 1 });
+process.stdout.write('ready\n');
