@@ -41,16 +41,16 @@ export class Outbox {
   readonly #dropOldest;
   readonly #expire;
   readonly #oldest;
+  readonly #totals;
 
   constructor(
     private readonly db: SqliteDatabase,
     private readonly limits: OutboxLimits,
   ) {
-    const totals = db
-      .prepare<[], { n: number; bytes: number }>(
-        'SELECT count(*) AS n, coalesce(sum(length(payload)), 0) AS bytes FROM outbox',
-      )
-      .get()!;
+    this.#totals = db.prepare<[], { n: number; bytes: number }>(
+      'SELECT count(*) AS n, coalesce(sum(length(payload)), 0) AS bytes FROM outbox',
+    );
+    const totals = this.#totals.get()!;
     this.#messages = totals.n;
     this.#bytes = totals.bytes;
     this.#insert = db.prepare(
@@ -117,6 +117,13 @@ export class Outbox {
     const gone = this.#forget(this.#expire.all(now - this.limits.maxAgeMs));
     this.dropped += gone;
     return gone;
+  }
+
+  /** Re-reads the totals from the table (after a rolled-back transaction). */
+  resync(): void {
+    const totals = this.#totals.get()!;
+    this.#messages = totals.n;
+    this.#bytes = totals.bytes;
   }
 
   depth(): OutboxDepth {

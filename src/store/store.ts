@@ -98,7 +98,14 @@ export class Store {
 
   /** Runs `fn` in one transaction (nested calls join the outer one). */
   transaction<T>(fn: () => T): T {
-    return this.#db.transaction(fn)();
+    try {
+      return this.#db.transaction(fn)();
+    } catch (error) {
+      // Rolled back: forget in-memory state that may describe rows that no longer exist.
+      this.#series.clear();
+      this.outbox.resync();
+      throw error;
+    }
   }
 
   /** Commits one message to the journal (its own transaction when called alone); returns its id. */
