@@ -9,7 +9,7 @@ const [url = 'mqtt://127.0.0.1:1883', countText = '50000'] = process.argv.slice(
 const count = Number(countText);
 const latencies = new Float64Array(count);
 let received = 0;
-let first = 0;
+let firstPublished = Number.POSITIVE_INFINITY;
 const client = await mqtt.connectAsync(url, {
   protocolVersion: 4,
   clean: true,
@@ -17,15 +17,16 @@ const client = await mqtt.connectAsync(url, {
 });
 client.on('message', (_topic, payload) => {
   const now = Date.now();
-  if (received === 0) first = performance.now();
   const { ts } = JSON.parse(payload.toString()) as { ts: number };
+  firstPublished = Math.min(firstPublished, ts);
   latencies[received++] = now - ts;
   if (received === count) {
-    const elapsedMs = performance.now() - first;
+    // From the first publish to the last receipt: the rate at which the whole stream got through.
+    const elapsedMs = now - firstPublished;
     const sorted = latencies.sort();
     const pct = (p: number) => sorted[Math.min(count - 1, Math.floor((p / 100) * count))]!;
     process.stdout.write(
-      `${JSON.stringify({ received, elapsedMs, rate: ((count - 1) / elapsedMs) * 1000, p50: pct(50), p99: pct(99) })}\n`,
+      `${JSON.stringify({ received, elapsedMs, rate: (count / elapsedMs) * 1000, p50: pct(50), p99: pct(99) })}\n`,
     );
     client.end(true, {}, () => process.exit(0));
   }

@@ -33,7 +33,12 @@ const timeParam = { type: 'string', maxLength: 40 } as const;
 /** The LAN API: health, readiness, status, readings and events. */
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   // Fastify's own request logging stays off: a busy LAN dashboard would flood the board's log.
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 64 * 1024,
+    // An unknown query parameter (a typo such as `sinec`) is an error, not silently dropped.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: true } },
+  });
   const loop = monitorEventLoopDelay({ resolution: 20 });
   loop.enable();
 

@@ -19,7 +19,10 @@ export interface TestGateway {
 }
 
 /** An in-process gateway on a temp data folder; `env` holds OUTPOST_* settings on top of test defaults. */
-export async function startGateway(env: Record<string, string> = {}): Promise<TestGateway> {
+export async function startGateway(
+  env: Record<string, string> = {},
+  options: { waitConnected?: boolean } = {},
+): Promise<TestGateway> {
   const dataDir = env.OUTPOST_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'outpost-test-'));
   const config = loadConfig({
     cwd: dataDir,
@@ -37,10 +40,12 @@ export async function startGateway(env: Record<string, string> = {}): Promise<Te
     config,
     logger: createLogger({ level: config.log.level, format: 'json' }),
   });
-  await waitFor(
-    'the gateway to reach its broker',
-    () => (daemon.status().broker as { connected: boolean }).connected,
-  );
+  if (options.waitConnected !== false) {
+    await waitFor(
+      'the gateway to reach its broker',
+      () => (daemon.status().broker as { connected: boolean }).connected,
+    );
+  }
   let db: Database.Database | undefined;
   return {
     daemon,

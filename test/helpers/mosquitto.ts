@@ -16,6 +16,11 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+export interface MosquittoOptions {
+  /** Extra settings of the listener (TLS files, password_file...); the URL is then mqtts://. */
+  listener?: string[];
+}
+
 export interface Mosquitto {
   url: string;
   port: number;
@@ -30,7 +35,7 @@ export interface Mosquitto {
  * A real mosquitto process on a free loopback port, with the field settings Outpost ships
  * (deploy/mosquitto/outpost.conf: raised queue and in-flight limits) and persistence in a temp folder.
  */
-export async function startMosquitto(): Promise<Mosquitto> {
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'outpost-mosquitto-'));
   const shipped = readFileSync(new URL('../../deploy/mosquitto/outpost.conf', import.meta.url), 'utf8')
@@ -40,11 +45,13 @@ export async function startMosquitto(): Promise<Mosquitto> {
   const conf = join(dir, 'mosquitto.conf');
   writeFileSync(
     conf,
-    `${shipped}\nlistener ${port} 127.0.0.1\npersistence true\npersistence_location ${dir}/\nautosave_interval 1\n`,
+    // As root, mosquitto would drop to the `mosquitto` user, who cannot read the test's temp folders.
+    `${shipped}\n${process.getuid?.() === 0 ? 'user root\n' : ''}listener ${port} 127.0.0.1\n${options.listener?.join('\n') ?? ''}\n` +
+      `persistence true\npersistence_location ${dir}/\nautosave_interval 1\n`,
   );
   const state: { process: ChildProcess } = { process: await launch(conf, port) };
   return {
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${options.listener ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     port,
     get process() {
       return state.process;
