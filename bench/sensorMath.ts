@@ -37,8 +37,11 @@ const plainScoring = timeIt(() => {
     d.seed(h);
     return d;
   });
-  for (const batch of batches)
-    batch.forEach((values, s) => values.forEach((v, i) => detectors[s]!.observe(i, v)));
+  for (const batch of batches) {
+    for (const [s, values] of batch.entries()) {
+      for (const [i, v] of values.entries()) detectors[s]!.observe(i, v);
+    }
+  }
 });
 const plainWindows = timeIt(() => {
   for (const batch of batches) {
@@ -64,6 +67,8 @@ const rows: string[] = [
   `| plain typed arrays | ${((plainScoring * 1000) / readings).toFixed(2)} | ${((plainWindows * 1000) / readings).toFixed(3)} | 1.00 |`,
 ];
 
+const rssBefore = process.memoryUsage().rss;
+let rssAfter = rssBefore;
 for (const backend of ['wasm', 'tensorflow']) {
   const tf = await import('@tensorflow/tfjs');
   try {
@@ -75,6 +80,7 @@ for (const backend of ['wasm', 'tensorflow']) {
   }
   await tf.setBackend(backend);
   await tf.ready();
+  rssAfter = Math.max(rssAfter, process.memoryUsage().rss);
   // Vectorised: every series' baseline sorted at once (topk), median and MAD, then the batch scored
   // against it. This already cheats in tfjs' favour: readings within a batch do not update the baseline.
   const tensorScoring = timeIt(() => {
@@ -113,6 +119,8 @@ process.stdout.write(
     '| implementation | scoring us/reading | window stats us/reading | scoring time vs plain |',
     '|---|---|---|---|',
     ...rows,
+    '',
+    `RSS of the process before tfjs: ${(rssBefore / 2 ** 20).toFixed(0)} MiB; after loading it and running: ${(rssAfter / 2 ** 20).toFixed(0)} MiB`,
     '',
   ].join('\n'),
 );
