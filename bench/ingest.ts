@@ -32,7 +32,9 @@ interface Row {
 }
 
 function run(script: string, argv: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['--import', tsx, script, ...argv], {
+  // Only TypeScript goes through tsx: the plain .mjs children and the built daemon carry no loader.
+  const loader = script.endsWith('.ts') ? ['--import', tsx] : [];
+  const child = spawn(process.execPath, [...loader, script, ...argv], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -63,16 +65,17 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
 }
 
 async function bare(url: string): Promise<Row> {
-  const subscriber = run(here('./bareSubscriber.ts'), [url, String(count)]);
+  const subscriber = run(here('./bareSubscriber.mjs'), [url, String(count)]);
   await until('bare subscriber ready', () => subscriber.output().includes('ready'));
-  const publisher = run(here('./publisher.ts'), [url, String(count)]);
+  const publisher = run(here('./publisher.mjs'), [url, String(count)]);
   const [sub, pub] = await Promise.all([subscriber.done, publisher.done]);
-  const s = lastJson<{ rate: number; p50: number; p99: number }>(sub);
+  const s = lastJson<{ rate: number; p50: number; p99: number; peakRssMb: number }>(sub);
   return {
     name: 'bare mqtt.js subscriber',
     rate: s.rate,
     p50: s.p50,
     p99: s.p99,
+    peakRssMb: s.peakRssMb,
     publisherRate: lastJson<{ rate: number }>(pub).rate,
   };
 }
@@ -82,6 +85,8 @@ function peakRssMb(child: ChildProcess): number {
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
+let runs = 0;
+
 async function outpost(name: string, brokerUrl: string | undefined): Promise<Row> {
   const dataDir = mkdtempSync(join(tmpdir(), 'outpost-bench-'));
   const httpPort = await freePort();
@@ -90,7 +95,9 @@ async function outpost(name: string, brokerUrl: string | undefined): Promise<Row
     OUTPOST_DATA_DIR: dataDir,
     OUTPOST_HTTP_PORT: String(httpPort),
     OUTPOST_BROKER_PORT: String(brokerPort),
-    OUTPOST_GATEWAY_ID: 'bench',
+    // A new id each run: a persistent session of an earlier run would otherwise collect this round's
+    // bare-subscriber traffic on the broker and hand it to this run as a backlog.
+    OUTPOST_GATEWAY_ID: `bench-${process.pid}-${++runs}`,
     OUTPOST_LOG_LEVEL: 'warn',
   };
   if (brokerUrl) env.OUTPOST_MQTT_URL = brokerUrl;
@@ -105,7 +112,7 @@ async function outpost(name: string, brokerUrl: string | undefined): Promise<Row
     }
   });
   const url = brokerUrl ?? `mqtt://127.0.0.1:${brokerPort}`;
-  const publisher = run(here('./publisher.ts'), [url, String(count)]);
+  const publisher = run(here('./publisher.mjs'), [url, String(count)]);
   const db = new Database(join(dataDir, 'outpost.db'), { readonly: true });
   const readings = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM readings');
   await until('all readings stored', () => readings.get()!.n >= count);

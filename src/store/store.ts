@@ -87,12 +87,17 @@ export class Store {
         `DELETE FROM journal WHERE id IN (SELECT id FROM journal WHERE received_at < ?
            AND id <= (SELECT value FROM pipeline_state WHERE key = 'journal') ORDER BY id LIMIT 5000)`,
       ),
+      allSeries: db.prepare<[], { id: number }>('SELECT id FROM series'),
       pruneReadings: db.prepare(
-        'DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings WHERE ts < ? LIMIT 5000)',
+        'DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings WHERE series_id = ? AND ts < ? LIMIT 5000)',
       ),
-      pruneWindows: db.prepare('DELETE FROM windows WHERE end < ?'),
-      pruneEvents: db.prepare('DELETE FROM events WHERE ts < ?'),
-      pruneRejects: db.prepare('DELETE FROM rejects WHERE ts < ?'),
+      pruneWindows: db.prepare('DELETE FROM windows WHERE series_id = ? AND start < ? AND end < ?'),
+      pruneEvents: db.prepare(
+        'DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < ? ORDER BY ts LIMIT 5000)',
+      ),
+      pruneRejects: db.prepare(
+        'DELETE FROM rejects WHERE id IN (SELECT id FROM rejects WHERE ts < ? ORDER BY ts LIMIT 5000)',
+      ),
     };
   }
 
@@ -209,17 +214,18 @@ export class Store {
   prune(policy: RetentionPolicy): number {
     let removed = 0;
     const s = this.#stmt;
-    for (const [stmt, before] of [
-      [s.pruneJournal, policy.journalBefore],
-      [s.pruneReadings, policy.readingsBefore],
-    ] as const) {
-      // At most 20 chunks a call: a large backlog is worked off over several calls, not in one long stall.
-      for (let i = 0, changes = 1; changes > 0 && i < 20; i++, removed += changes)
-        changes = stmt.run(before).changes;
+    // At most 20 chunks a table and series a call: a large backlog is worked off over several calls, not
+    // in one long stall of ingest.
+    const chunks = (run: () => number) => {
+      for (let i = 0, changes = 1; changes > 0 && i < 20; i++, removed += changes) changes = run();
+    };
+    chunks(() => s.pruneJournal.run(policy.journalBefore).changes);
+    for (const { id } of s.allSeries.all()) {
+      chunks(() => s.pruneReadings.run(id, policy.readingsBefore).changes);
+      removed += s.pruneWindows.run(id, policy.eventsBefore, policy.eventsBefore).changes;
     }
-    removed += s.pruneWindows.run(policy.eventsBefore).changes;
-    removed += s.pruneEvents.run(policy.eventsBefore).changes;
-    removed += s.pruneRejects.run(policy.eventsBefore).changes;
+    chunks(() => s.pruneEvents.run(policy.eventsBefore).changes);
+    chunks(() => s.pruneRejects.run(policy.eventsBefore).changes);
     return removed;
   }
 

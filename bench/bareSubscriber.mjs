@@ -17,16 +17,16 @@ const client = await mqtt.connectAsync(url, {
 });
 client.on('message', (_topic, payload) => {
   const now = Date.now();
-  const { ts } = JSON.parse(payload.toString()) as { ts: number };
+  const { ts } = JSON.parse(payload.toString());
   firstPublished = Math.min(firstPublished, ts);
   latencies[received++] = now - ts;
   if (received === count) {
     // From the first publish to the last receipt: the rate at which the whole stream got through.
     const elapsedMs = now - firstPublished;
     const sorted = latencies.sort();
-    const pct = (p: number) => sorted[Math.min(count - 1, Math.floor((p / 100) * count))]!;
+    const pct = (p) => sorted[Math.min(count - 1, Math.floor((p / 100) * count))];
     process.stdout.write(
-      `${JSON.stringify({ received, elapsedMs, rate: (count / elapsedMs) * 1000, p50: pct(50), p99: pct(99) })}\n`,
+      `${JSON.stringify({ received, elapsedMs, rate: (count / elapsedMs) * 1000, p50: pct(50), p99: pct(99), peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`,
     );
     client.end(true, {}, () => process.exit(0));
   }

@@ -16,7 +16,7 @@ const client = await mqtt.connectAsync(url, {
 const started = performance.now();
 let next = 0;
 let acked = 0;
-await new Promise<void>((resolve, reject) => {
+await new Promise((resolve, reject) => {
   const send = () => {
     while (next < count && next - acked < inflight) {
       const n = next++;
