@@ -10,6 +10,7 @@ import { createLogger, systemClock } from '../../src/common/index.js';
 import { MqttConnection } from '../../src/ingest/index.js';
 import { OutboxDrain } from '../../src/publish/index.js';
 import { Store } from '../../src/store/index.js';
+import { freePort } from '../helpers/mosquitto.js';
 import { waitFor } from '../helpers/wait.js';
 
 const GATEWAY_ID = 'gw-drain-test';
@@ -56,16 +57,6 @@ async function stopBroker(b: RunningBroker): Promise<void> {
   const stopped = new Promise<void>((resolve) => b.server.close(() => resolve()));
   await new Promise<void>((resolve) => b.broker.close(() => resolve()));
   await stopped;
-}
-
-/** A port nothing listens on (yet). */
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  probe.listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
 }
 
 function connect(port: number): { connection: MqttConnection; drain: OutboxDrain } {
@@ -194,8 +185,6 @@ describe('OutboxDrain', () => {
   it('resolves flush at once when the outbox is already empty', async () => {
     const port = await freePort();
     const { drain } = connect(port);
-    const started = Date.now();
-    expect(await drain.flush(5_000)).toBe(true);
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(await drain.flush(0)).toBe(true); // no waiting: a zero timeout would answer false
   });
 });
