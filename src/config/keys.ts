@@ -26,18 +26,20 @@ const defOf = (schema: AnySchema): Def => (schema as unknown as { _zod: { def: D
 const wrappers = new Set(['optional', 'default', 'prefault', 'nullable', 'readonly', 'catch', 'nonoptional']);
 
 /** Peels optional/default/... wrappers off a schema, keeping the first description and secret flag found. */
-function unwrap(schema: AnySchema): { inner: AnySchema; description: string; secret: boolean } {
+function unwrap(schema: AnySchema): { inner: AnySchema; description: string; secret: boolean; env?: string } {
   let inner = schema;
   let description = '';
   let secret = false;
+  let env: string | undefined;
   for (;;) {
-    const meta = inner.meta() as { secret?: boolean } | undefined;
+    const meta = inner.meta() as { secret?: boolean; env?: string } | undefined;
     description ||= inner.description ?? '';
     secret ||= meta?.secret === true;
+    env ??= meta?.env;
     const def = defOf(inner);
     if (wrappers.has(def.type) && def.innerType) inner = def.innerType;
     else if (def.type === 'pipe' && def.in) inner = def.in;
-    else return { inner, description, secret };
+    else return { inner, description, secret, env };
   }
 }
 
@@ -57,7 +59,7 @@ const leafType = (type: string): ConfigKey['type'] =>
 export function configKeys(schema: AnySchema, prefix = 'OUTPOST'): ConfigKey[] {
   const keys: ConfigKey[] = [];
   const walk = (node: AnySchema, path: string[]) => {
-    const { inner, description, secret } = unwrap(node);
+    const { inner, description, secret, env } = unwrap(node);
     const def = defOf(inner);
     if (def.type === 'object' && def.shape && path.length < 8) {
       for (const [name, child] of Object.entries(def.shape)) walk(child, [...path, name]);
@@ -65,7 +67,8 @@ export function configKeys(schema: AnySchema, prefix = 'OUTPOST'): ConfigKey[] {
     }
     keys.push({
       path,
-      env: [prefix, ...path.map(envWord)].join('_'),
+      // A key may carry a shorter name of the product contract (OUTPOST_MODEL for model.name).
+      env: env ?? [prefix, ...path.map(envWord)].join('_'),
       type: leafType(def.type),
       secret,
       description,

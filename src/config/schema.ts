@@ -13,6 +13,18 @@ const port = z.number().int().min(0).max(65535);
 const seconds = (description: string, fallback: number) =>
   z.number().positive().default(fallback).describe(`${description} Unit: seconds. Default ${fallback}.`);
 
+const taskOverride = z.strictObject({
+  prompt: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Replaces the task prompt; {{input}} is replaced by the job data.'),
+  schema: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .describe('Replaces the JSON schema that constrains and validates the output.'),
+});
+
 const routeSchema = z
   .strictObject({
     name: z
@@ -34,6 +46,15 @@ const routeSchema = z
       .positive()
       .default(65536)
       .describe('Largest accepted payload; a larger one is rejected unread. Unit: bytes. Default 65536.'),
+    tasks: z
+      .strictObject({
+        explain: taskOverride.optional().describe('The anomaly explanation of this route.'),
+        digest: taskOverride.optional().describe('The periodic device digest of this route.'),
+      })
+      .optional()
+      .describe(
+        'Per task (explain: an anomaly, digest: a device period), a prompt and/or schema of this route.',
+      ),
   })
   .describe('A topic route: filter -> kind -> decoder.');
 
@@ -247,6 +268,107 @@ export const configSchema = z
     health: z
       .strictObject({
         interval: seconds('Period of the retained health message.', 30),
+      })
+      .prefault({}),
+    model: z
+      .strictObject({
+        name: z
+          .string()
+          .min(1)
+          .optional()
+          .meta({ env: 'OUTPOST_MODEL' })
+          .describe(
+            'The model: a GGUF path, or a catalog name (`outpost model list`). Absent: the largest catalog ' +
+              'model already in model.dir. Environment: OUTPOST_MODEL.',
+          ),
+        mmproj: z
+          .string()
+          .min(1)
+          .optional()
+          .meta({ env: 'OUTPOST_MMPROJ' })
+          .describe('A vision/audio projector GGUF for the model. Environment: OUTPOST_MMPROJ.'),
+        variants: z
+          .array(z.string().min(1))
+          .optional()
+          .describe(
+            'Further GGUF paths or catalog names the memory governor may switch to as free RAM changes ' +
+              '(e.g. E4B and E2B); the largest that fits is loaded. Environment: a JSON array.',
+          ),
+        dir: z.string().min(1).optional().describe('Folder of downloaded models. Default <dataDir>/models.'),
+        autoPull: z
+          .boolean()
+          .default(false)
+          .describe('Download a catalog model that is not in model.dir yet at start. Default false.'),
+        contextSizes: z
+          .array(z.number().int().min(128).max(131072))
+          .min(1)
+          .default([4096, 2048, 1024])
+          .describe(
+            'Context sizes the governor may use, largest first; it shrinks the context before the model.',
+          ),
+        threads: z
+          .number()
+          .int()
+          .min(1)
+          .optional()
+          .describe(
+            'llama.cpp threads. Default: the physical cores (the default of llama.cpp oversubscribes).',
+          ),
+        gpu: z
+          .enum(['auto', 'off'])
+          .default('auto')
+          .describe(
+            'auto uses a CUDA/Vulkan/Metal build when one works (Jetson), else the CPU. Default auto.',
+          ),
+        maxTokens: z
+          .number()
+          .int()
+          .min(16)
+          .max(8192)
+          .default(256)
+          .describe('Tokens a job may generate. Default 256.'),
+        memoryCap: z
+          .number()
+          .int()
+          .positive()
+          .optional()
+          .describe('Most bytes the resident model may take, whatever is free. Default: no cap of its own.'),
+        reserve: z
+          .number()
+          .int()
+          .min(0)
+          .default(256 * 1024 * 1024)
+          .describe('Bytes of MemAvailable left to everything else. Default 256 MiB.'),
+        upHold: seconds(
+          'A larger model or context is loaded only after the budget allowed it this long.',
+          300,
+        ),
+      })
+      .prefault({}),
+    inference: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe('Run model jobs (anomaly explanations, digests). Default true.'),
+        jobTimeout: seconds('A generation that takes longer is aborted and the job retried.', 180),
+        maxAttempts: z
+          .number()
+          .int()
+          .min(1)
+          .default(3)
+          .describe(
+            'A job that fails (or kills the worker) this many times is failed with its reason. Default 3.',
+          ),
+        modelRetry: seconds(
+          'While no model is resident, how often to look again (new file, more memory).',
+          10,
+        ),
+        digestInterval: z
+          .number()
+          .min(0)
+          .default(3600)
+          .describe('Period of the per-device digest job; 0 turns digests off. Unit: seconds. Default 3600.'),
       })
       .prefault({}),
   })

@@ -2,16 +2,22 @@ import { readFileSync } from 'node:fs';
 import { type ApiServer, startApiServer } from '../api/index.js';
 import { type Clock, type Logger, systemClock, type Timer } from '../common/index.js';
 import type { Config } from '../config/index.js';
+import type { MemoryProbe } from '../inference/index.js';
 import { type EmbeddedBroker, Intake, MqttConnection, startEmbeddedBroker } from '../ingest/index.js';
 import { Pipeline } from '../pipeline/index.js';
 import { Findings, type HealthMessage, OutboxDrain, type WireTopics, wireTopics } from '../publish/index.js';
 import { Store } from '../store/index.js';
+import { type InferenceParts, startInference } from './inference.js';
 
 export interface DaemonOptions {
   config: Config;
   logger: Logger;
   /** Default: the system clock. */
   clock?: Clock;
+  /** Memory readings for the model governor; default /proc and cgroup v2. Tests drive the governor here. */
+  memoryProbe?: MemoryProbe;
+  /** The worker's RSS as the governor sees it; default read from /proc. */
+  workerRss?: () => number | undefined;
 }
 
 /** Where the running gateway can be reached. */
@@ -37,14 +43,14 @@ export const VERSION: string = (
  */
 export class Daemon {
   readonly endpoints: DaemonEndpoints;
-  readonly #o: Required<DaemonOptions>;
+  readonly #o: DaemonOptions & { clock: Clock };
   readonly #parts: Parts;
   readonly #startedAt: number;
   readonly #timers: Timer[] = [];
   #last = { at: 0, accepted: 0, rejected: 0 };
   #stopping: Promise<number> | undefined;
 
-  private constructor(options: Required<DaemonOptions>, parts: Parts, endpoints: DaemonEndpoints) {
+  private constructor(options: DaemonOptions & { clock: Clock }, parts: Parts, endpoints: DaemonEndpoints) {
     this.#o = options;
     this.#parts = parts;
     this.endpoints = endpoints;
@@ -53,7 +59,7 @@ export class Daemon {
 
   /** Starts every stage; on failure (or abort) stops what was started and rethrows. */
   static async start(options: DaemonOptions, signal?: AbortSignal): Promise<Daemon> {
-    const o: Required<DaemonOptions> = { clock: systemClock, ...options };
+    const o = { clock: systemClock, ...options };
     const { config, logger, clock } = o;
     const parts: Partial<Parts> = {};
     const check = () => signal?.throwIfAborted();
@@ -73,7 +79,25 @@ export class Daemon {
 
       const topics = wireTopics(config.mqtt.topicPrefix, config.gatewayId);
       parts.topics = topics;
-      parts.findings = new Findings({ store, topics, clock, onQueued: () => parts.drain?.wake() });
+      parts.findings = new Findings({
+        store,
+        topics,
+        clock,
+        onQueued: () => parts.drain?.wake(),
+        explainAnomalies: config.inference.enabled,
+        onJobs: () => parts.inference?.runner.wake(),
+      });
+      if (config.inference.enabled) {
+        parts.inference = startInference({
+          config,
+          store,
+          results: parts.findings,
+          logger,
+          clock,
+          memoryProbe: options.memoryProbe,
+          workerRss: options.workerRss,
+        });
+      }
       parts.pipeline = new Pipeline({
         routes: config.ingest.routes,
         source: store,
@@ -227,6 +251,8 @@ export class Daemon {
         },
       },
       memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
+      model: p.inference ? p.inference.engine.status() : { state: 'disabled' },
+      jobs: { ...p.store.jobs.counts(), runner: p.inference?.runner.stats() ?? null },
     };
   }
 
@@ -318,6 +344,8 @@ export class Daemon {
         );
       }
     });
+    // A generation in flight is aborted; its job is queued again for the next start.
+    await step('inference', () => p.inference?.stop());
     await step('pipeline', () => p.pipeline.stop(true));
     await step('outbox', async () => {
       const empty = await p.drain.flush(p.connection.connected ? STOP_FLUSH_MS : 0);
@@ -343,6 +371,7 @@ interface Parts {
   connection: MqttConnection;
   drain: OutboxDrain;
   api: ApiServer;
+  inference?: InferenceParts;
   /** set when shutdown begins: the embedded broker refuses new publishes */
   intakePaused?: boolean;
 }
@@ -355,6 +384,7 @@ async function stopParts(parts: Partial<Parts>, logger: Logger): Promise<number>
     ['mqtt', parts.connection && (() => parts.connection?.close(STOP_STATUS_MS))],
     ['http', parts.api && (() => parts.api?.close())],
     ['pipeline', parts.pipeline && (() => parts.pipeline?.stop(false))],
+    ['inference', parts.inference && (() => parts.inference?.stop())],
     ['broker', parts.broker && (() => parts.broker?.close())],
     ['store', parts.store && (() => parts.store?.close())],
   ];

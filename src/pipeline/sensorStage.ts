@@ -17,6 +17,8 @@ export interface SensorStageOptions {
 
 /** A series' value that left its robust baseline. */
 export interface SensorAnomaly {
+  /** the route the reading came in on */
+  route: string;
   device: string;
   metric: string;
   unit?: string | undefined;
@@ -92,6 +94,7 @@ export class SensorStage {
       if (verdict?.raise) {
         const threshold = this.options.detector.threshold;
         batch.anomalies.push({
+          route: entry.route,
           device: reading.device,
           metric: reading.metric,
           unit: series.unit,

@@ -1,8 +1,9 @@
 import type { Clock } from '../common/index.js';
+import type { JobResult, ResultSink } from '../inference/index.js';
 import type { Rejection, RejectSink } from '../ingest/index.js';
 import type { PipelineSink, SensorAnomaly, StageBatch } from '../pipeline/index.js';
 import type { JournalEntry, NewEvent, Store } from '../store/index.js';
-import type { ErrorMessage, EventMessage, WindowMessage, WireTopics } from './topics.js';
+import type { ErrorMessage, EventMessage, ResultMessage, WindowMessage, WireTopics } from './topics.js';
 
 export interface FindingsOptions {
   store: Store;
@@ -10,6 +11,10 @@ export interface FindingsOptions {
   clock: Clock;
   /** Called after each commit that queued messages, so the outbox drains them. */
   onQueued: () => void;
+  /** Queue a model job to explain each anomaly. Default false. */
+  explainAnomalies?: boolean;
+  /** Called after a commit that queued jobs. */
+  onJobs?: () => void;
 }
 
 export interface FindingsStats {
@@ -24,7 +29,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
  * Commits what the stages found and the messages that report it in one transaction each: readings,
  * windows, events and rejections land in their tables and in the outbox together, or not at all.
  */
-export class Findings implements PipelineSink, RejectSink {
+export class Findings implements PipelineSink, RejectSink, ResultSink {
   readonly #stats: FindingsStats = { rejects: {}, events: 0 };
 
   constructor(private readonly options: FindingsOptions) {}
@@ -92,10 +97,60 @@ export class Findings implements PipelineSink, RejectSink {
           now,
         );
         events += 1;
+        if (this.options.explainAnomalies) {
+          store.jobs.add(
+            { kind: 'explain', source: row.source, route: anomaly.route, input: { eventId: row.id } },
+            now,
+          );
+        }
       }
     });
     this.#stats.events += events;
+    if (events > 0 && this.options.explainAnomalies) this.options.onJobs?.();
     if (batch.windows.length + batch.anomalies.length + batch.rejected.length > 0) this.options.onQueued();
+  }
+
+  /** A job's result: stored, its job done, its message queued, together (one row, one message, once). */
+  recordResult(result: JobResult): void {
+    const { store, topics, clock } = this.options;
+    const now = clock.now();
+    const { job, generation } = result;
+    const message: ResultMessage = {
+      id: job.id,
+      kind: result.resultKind,
+      source: job.source,
+      ts: iso(result.ts),
+      model: generation.info.model,
+      variant: generation.variant,
+      latencyMs: Math.round(result.latencyMs),
+      output: result.output,
+    };
+    store.transaction(() => {
+      store.jobs.insertResult(
+        {
+          id: job.id,
+          kind: message.kind,
+          source: job.source,
+          ts: result.ts,
+          model: message.model,
+          variant: message.variant,
+          latencyMs: message.latencyMs,
+          output: result.output,
+        },
+        now,
+      );
+      store.jobs.set(job.id, 'done', null, now);
+      store.outbox.enqueue(
+        {
+          topic: topics.results(message.kind, job.source),
+          payload: JSON.stringify(message),
+          qos: 1,
+          retain: false,
+        },
+        now,
+      );
+    });
+    this.options.onQueued();
   }
 
   stats(): FindingsStats {

@@ -4,6 +4,7 @@ export {
   type ErrorMessage,
   type EventMessage,
   type HealthMessage,
+  type ResultMessage,
   type WindowMessage,
   type WireMessages,
   type WireTopics,

@@ -12,6 +12,26 @@ export interface WireMessages {
   errors: ErrorMessage;
   events: EventMessage;
   windows: WindowMessage;
+  results: ResultMessage;
+}
+
+/** One model job's finding, published once. */
+export interface ResultMessage {
+  /** the job's id, also the result's */
+  id: string;
+  /** anomaly (an explained sensor event), digest (a device period) */
+  kind: string;
+  source: string;
+  /** ISO 8601 of what it is about */
+  ts: string;
+  /** model file */
+  model: string;
+  /** the variant the governor chose */
+  variant: string;
+  /** from the job's start to its result, ms */
+  latencyMs: number;
+  /** schema-valid answer of the model */
+  output: Record<string, unknown>;
 }
 
 /** A rejected input: never the raw payload. */
@@ -76,6 +96,7 @@ export interface WireTopics {
   errors(): string;
   events(source: string): string;
   windows(device: string, metric: string): string;
+  results(kind: string, source: string): string;
 }
 
 export function wireTopics(prefix: string, gatewayId: string): WireTopics {
@@ -87,5 +108,6 @@ export function wireTopics(prefix: string, gatewayId: string): WireTopics {
     errors: () => `${base}/errors`,
     events: (source) => `${base}/events/${source}`,
     windows: (device, metric) => `${base}/windows/${device}/${metric}`,
+    results: (kind, source) => `${base}/results/${kind}/${source}`,
   };
 }

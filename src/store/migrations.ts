@@ -110,4 +110,26 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'jobs',
+    sql: `
+      -- Model jobs. A job yields one result row (results.id = jobs.id) and one published result.
+      CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,                    -- explain | digest
+        source TEXT NOT NULL,                  -- device, camera or audio source
+        route TEXT,
+        state TEXT NOT NULL,                   -- queued | running | waiting-model | done | failed
+        priority INTEGER NOT NULL DEFAULT 0,
+        input TEXT NOT NULL,                   -- JSON
+        attempts INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,                           -- why it waits, or why it failed
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        finished_at INTEGER
+      );
+      CREATE INDEX jobs_runnable ON jobs (state, priority DESC, created_at);
+    `,
+  },
 ];

@@ -35,6 +35,26 @@ interface RawEvent {
   detail: string;
 }
 
+export interface DeviceSeriesSummary {
+  metric: string;
+  unit: string | null;
+  count: number;
+  min: number;
+  max: number;
+  mean: number;
+}
+
+const toEvent = (row: RawEvent): EventRow => ({
+  id: row.id,
+  ts: row.ts,
+  createdAt: row.created_at,
+  source: row.source,
+  kind: row.kind,
+  severity: row.severity as Severity,
+  message: row.message,
+  detail: JSON.parse(row.detail) as Record<string, unknown>,
+});
+
 /** The read side of the store, for the HTTP API and status. Every filter is a bound parameter. */
 export class StoreQueries {
   readonly #stmt;
@@ -56,6 +76,25 @@ export class StoreQueries {
           ORDER BY id DESC LIMIT @limit`,
       ),
       series: db.prepare<[], SeriesRow>('SELECT device, metric, unit FROM series ORDER BY device, metric'),
+      event: db.prepare<[number], RawEvent>('SELECT * FROM events WHERE id = ?'),
+      recent: db.prepare<[string, string, number, number], { ts: number; value: number }>(
+        `SELECT ts, value FROM readings WHERE series_id = (SELECT id FROM series WHERE device = ? AND metric = ?)
+            AND ts <= ? ORDER BY ts DESC LIMIT ?`,
+      ),
+      deviceSummary: db.prepare<[string, number, number], DeviceSeriesSummary>(
+        `SELECT s.metric AS metric, s.unit AS unit, count(*) AS count, min(r.value) AS min, max(r.value) AS max,
+                avg(r.value) AS mean
+           FROM series s JOIN readings r ON r.series_id = s.id
+          WHERE s.device = ? AND r.ts >= ? AND r.ts < ? GROUP BY s.id ORDER BY s.metric`,
+      ),
+      activeDevices: db.prepare<[number, number], { device: string }>(
+        `SELECT DISTINCT s.device AS device FROM series s
+          WHERE EXISTS (SELECT 1 FROM readings r WHERE r.series_id = s.id AND r.ts >= ? AND r.ts < ?)
+          ORDER BY s.device`,
+      ),
+      eventCount: db.prepare<[string, number, number], { n: number }>(
+        'SELECT count(*) AS n FROM events WHERE source = ? AND ts >= ? AND ts < ?',
+      ),
       rejects: db.prepare<[number], RejectRow>(
         'SELECT id, ts, route, topic, code, reason, size FROM rejects ORDER BY id DESC LIMIT ?',
       ),
@@ -78,16 +117,36 @@ export class StoreQueries {
         before: q.before ?? null,
         limit: q.limit,
       })
-      .map((row) => ({
-        id: row.id,
-        ts: row.ts,
-        createdAt: row.created_at,
-        source: row.source,
-        kind: row.kind,
-        severity: row.severity as Severity,
-        message: row.message,
-        detail: JSON.parse(row.detail) as Record<string, unknown>,
-      }));
+      .map(toEvent);
+  }
+
+  event(id: number): EventRow | undefined {
+    const row = this.#stmt.event.get(id);
+    return row ? toEvent(row) : undefined;
+  }
+
+  /** The latest `limit` readings of a series at or before `until`, oldest first. */
+  recentReadings(
+    device: string,
+    metric: string,
+    until: number,
+    limit: number,
+  ): { ts: number; value: number }[] {
+    return this.#stmt.recent.all(device, metric, until, limit).reverse();
+  }
+
+  /** Per series of a device: count/min/max/mean over [from, to). */
+  deviceSummary(device: string, from: number, to: number): DeviceSeriesSummary[] {
+    return this.#stmt.deviceSummary.all(device, from, to);
+  }
+
+  /** Devices with readings in [from, to). */
+  activeDevices(from: number, to: number): string[] {
+    return this.#stmt.activeDevices.all(from, to).map((row) => row.device);
+  }
+
+  eventCount(source: string, from: number, to: number): number {
+    return this.#stmt.eventCount.get(source, from, to)!.n;
   }
 
   series(): SeriesRow[] {

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { openDatabase, type SqliteDatabase } from './database.js';
+import { JobTable } from './jobs.js';
 import { Outbox, type OutboxLimits } from './outbox.js';
 import { StoreQueries } from './queries.js';
 import type {
@@ -34,6 +35,7 @@ export interface RetentionPolicy {
 export class Store {
   readonly outbox: Outbox;
   readonly queries: StoreQueries;
+  readonly jobs: JobTable;
   readonly file: string;
   readonly #db: SqliteDatabase;
   readonly #series = new Map<string, number>();
@@ -50,6 +52,7 @@ export class Store {
     const db = this.#db;
     this.outbox = new Outbox(db, options.outbox);
     this.queries = new StoreQueries(db);
+    this.jobs = new JobTable(db);
     this.#stmt = {
       append: db.prepare(
         'INSERT INTO journal (received_at, route, topic, payload, content_type, digest) VALUES (?, ?, ?, ?, ?, ?)',

@@ -463,6 +463,10 @@ ingest:
       filter: plant/pumps/+/+
       kind: sensor
       maxBytes: 4096
+      tasks:
+        explain:
+          prompt: 'Explain this pump reading: {{input}}'
+          schema: { type: object, properties: { summary: { type: string, maxLength: 80 } } }
   duplicateWindow: 300
 sensors:
   window: 30
@@ -491,13 +495,32 @@ http:
   token: ${TOKEN}
 health:
   interval: 10
+model:
+  name: gemma-3n-e2b-q4_k_m
+  mmproj: /models/mmproj.gguf
+  variants: [/models/gemma-3n-E4B-it-Q4_K_M.gguf]
+  dir: /var/lib/outpost/models
+  autoPull: true
+  contextSizes: [2048, 1024]
+  threads: 4
+  gpu: off
+  maxTokens: 200
+  memoryCap: 3221225472
+  reserve: 134217728
+  upHold: 120
+inference:
+  enabled: true
+  jobTimeout: 60
+  maxAttempts: 2
+  modelRetry: 5
+  digestInterval: 1800
 `;
 
 interface SchemaNode {
   type?: string;
   enum?: unknown[];
   properties?: Record<string, SchemaNode>;
-  additionalProperties?: boolean;
+  additionalProperties?: boolean | SchemaNode;
   items?: SchemaNode;
   'x-env'?: string;
   'x-secret'?: boolean;
@@ -514,7 +537,10 @@ function schemaMismatches(value: unknown, node: SchemaNode, path = ''): string[]
       return Object.entries(value).flatMap(([key, child]) => {
         const childNode = node.properties?.[key];
         const childPath = path ? `${path}.${key}` : key;
-        return childNode ? schemaMismatches(child, childNode, childPath) : [`${childPath}: unknown`];
+        if (childNode) return schemaMismatches(child, childNode, childPath);
+        // a free-form map (a JSON schema given in the config) takes any key
+        if (typeof node.additionalProperties === 'object') return [];
+        return [`${childPath}: unknown`];
       });
     }
     case 'array':

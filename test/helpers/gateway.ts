@@ -6,6 +6,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { createLogger } from '../../src/common/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { Daemon } from '../../src/daemon/index.js';
+import type { MemoryProbe } from '../../src/inference/index.js';
 import { waitFor } from './wait.js';
 
 export interface TestGateway {
@@ -21,7 +22,7 @@ export interface TestGateway {
 /** An in-process gateway on a temp data folder; `env` holds OUTPOST_* settings on top of test defaults. */
 export async function startGateway(
   env: Record<string, string> = {},
-  options: { waitConnected?: boolean } = {},
+  options: { waitConnected?: boolean; memoryProbe?: MemoryProbe; workerRss?: () => number | undefined } = {},
 ): Promise<TestGateway> {
   const dataDir = env.OUTPOST_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'outpost-test-'));
   const config = loadConfig({
@@ -39,6 +40,8 @@ export async function startGateway(
   const daemon = await Daemon.start({
     config,
     logger: createLogger({ level: config.log.level, format: 'json' }),
+    memoryProbe: options.memoryProbe,
+    workerRss: options.workerRss,
   });
   if (options.waitConnected !== false) {
     await waitFor(

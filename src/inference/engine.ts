@@ -1,0 +1,235 @@
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { Clock, Logger } from '../common/index.js';
+import type { MemoryGovernor } from './governor/governor.js';
+import type { Decision, VariantOption } from './governor/planner.js';
+import type { GenerateRequest, GenerateResult, ModelInfo } from './runtime.js';
+import type { ModelEstimate } from './worker/protocol.js';
+import type { WorkerSupervisor } from './worker/supervisor.js';
+
+/** One model the governor may hold: a file (and projector), ranked by size. */
+export interface ModelVariant {
+  /** catalog name, or the file name for a plain path */
+  id: string;
+  path: string;
+  mmproj?: string | undefined;
+}
+
+export type EngineState = 'no-model' | 'over-budget' | 'loading' | 'ready' | 'idle';
+
+export interface InferenceEngineOptions {
+  supervisor: WorkerSupervisor;
+  governor: (variants: () => VariantOption[]) => MemoryGovernor;
+  /** Largest first is not required: they are ranked by estimated size. */
+  variants: readonly ModelVariant[];
+  contextSizes: readonly number[];
+  threads: number;
+  gpu: 'auto' | false;
+  /** Shown while no model file is there: how to get one. */
+  missingHint: string;
+  logger: Logger;
+  clock: Clock;
+}
+
+export interface Generation {
+  result: GenerateResult;
+  info: ModelInfo;
+  variant: string;
+}
+
+/**
+ * The one resident model: which file and context the worker holds, decided by the memory governor between
+ * jobs, loaded through the supervised worker. Missing files are looked for again before each job, so a
+ * model copied in (or pulled) later is picked up without a restart.
+ */
+export class InferenceEngine {
+  readonly #o: InferenceEngineOptions;
+  readonly #governor: MemoryGovernor;
+  #estimates = new Map<string, ModelEstimate>();
+  #current:
+    | { variant: ModelVariant; contextSize: number; info: ModelInfo; estimatedBytes: number }
+    | undefined;
+  #state: EngineState = 'idle';
+  #reason = '';
+  #lastDecision: Decision | undefined;
+
+  constructor(options: InferenceEngineOptions) {
+    this.#o = options;
+    this.#governor = options.governor(() => this.#variantOptions());
+    // The worker died: whatever it held is gone; a kill from outside is taken for the OOM killer.
+    options.supervisor.on('exit', (exit) => {
+      const current = this.#current;
+      this.#current = undefined;
+      if (current && exit.oomLikely) this.#governor.recordKilled(current.variant.id, current.contextSize);
+      else this.#governor.recordUnloaded();
+      if (!exit.expected) this.#state = 'idle';
+    });
+  }
+
+  get state(): EngineState {
+    return this.#state;
+  }
+
+  /** Why no model is resident, when none is. */
+  get reason(): string {
+    return this.#reason;
+  }
+
+  /**
+   * Between jobs: applies the governor's decision. Resolves true when a model is resident afterwards;
+   * false with `reason` set (no file, nothing fits the budget).
+   */
+  async prepare(signal?: AbortSignal): Promise<boolean> {
+    await this.#refreshEstimates();
+    if (this.#estimates.size === 0) {
+      await this.#unload();
+      return this.#set('no-model', this.#o.missingHint);
+    }
+    const decision = this.#governor.decide();
+    this.#lastDecision = decision;
+    const target = decision.target;
+    const current = this.#current;
+    if (decision.action === 'unload') {
+      await this.#unload();
+      return this.#set('over-budget', decision.reason);
+    }
+    if (decision.action === 'keep' || !target) {
+      return current ? this.#set('ready', '') : this.#set('over-budget', decision.reason);
+    }
+    if (current && current.variant.id === target.id && current.contextSize === target.contextSize) {
+      return this.#set('ready', '');
+    }
+    const variant = this.#o.variants.find((v) => v.id === target.id)!;
+    signal?.throwIfAborted();
+    this.#state = 'loading';
+    const { supervisor, logger } = this.#o;
+    const reply = await supervisor.request({
+      type: 'load',
+      options: {
+        modelPath: variant.path,
+        mmprojPath: variant.mmproj,
+        contextSize: target.contextSize,
+        threads: this.#o.threads,
+        gpu: this.#o.gpu,
+      },
+    });
+    this.#current = {
+      variant,
+      contextSize: target.contextSize,
+      info: reply.info,
+      estimatedBytes: target.estimatedBytes,
+    };
+    this.#governor.recordLoaded(variant.id, target.contextSize, target.estimatedBytes, reply.rssBytes);
+    logger.info(
+      {
+        variant: variant.id,
+        contextSize: target.contextSize,
+        estimatedBytes: target.estimatedBytes,
+        workerRssBytes: reply.rssBytes,
+        loadMs: Math.round(reply.loadMs),
+        gpu: reply.info.gpu,
+      },
+      'model loaded',
+    );
+    return this.#set('ready', '');
+  }
+
+  /** Generates with the resident model; call after prepare() resolved true. */
+  async generate(
+    request: Omit<GenerateRequest, 'signal'>,
+    options: { signal?: AbortSignal; timeoutMs?: number },
+  ): Promise<Generation> {
+    const current = this.#current;
+    if (!current) throw new Error('no model is resident');
+    const reply = await this.#o.supervisor.request({ type: 'generate', request }, options);
+    return { result: reply.result, info: current.info, variant: current.variant.id };
+  }
+
+  status(): Record<string, unknown> {
+    const c = this.#current;
+    return {
+      state: this.#state,
+      reason: this.#reason || null,
+      model: c ? c.info.model : null,
+      variant: c ? c.variant.id : null,
+      contextSize: c?.contextSize ?? null,
+      runtime: c?.info.runtime ?? null,
+      gpu: c?.info.gpu ?? null,
+      capabilities: c?.info.capabilities ?? null,
+      worker: {
+        pid: this.#o.supervisor.pid ?? null,
+        alive: this.#o.supervisor.alive,
+        crashes: this.#o.supervisor.crashes,
+      },
+      variants: this.#o.variants.map((v) => ({
+        id: v.id,
+        path: v.path,
+        present: this.#estimates.has(v.path),
+      })),
+      lastDecision: this.#lastDecision ?? null,
+      governor: this.#governor.status(),
+    };
+  }
+
+  /** Unloads and stops the worker. */
+  async stop(): Promise<void> {
+    this.#current = undefined;
+    await this.#o.supervisor.stop();
+  }
+
+  #set(state: EngineState, reason: string): boolean {
+    if (state !== this.#state || reason !== this.#reason) {
+      if (state === 'ready') this.#o.logger.info({ variant: this.#current?.variant.id }, 'model ready');
+      else this.#o.logger.warn({ state, reason }, 'no model resident: jobs wait');
+    }
+    this.#state = state;
+    this.#reason = reason;
+    return state === 'ready';
+  }
+
+  async #unload() {
+    if (!this.#current) return;
+    const { variant } = this.#current;
+    this.#current = undefined;
+    this.#governor.recordUnloaded();
+    if (this.#o.supervisor.alive) await this.#o.supervisor.request({ type: 'unload' });
+    this.#o.logger.info({ variant: variant.id }, 'model unloaded');
+  }
+
+  /** Estimates files that appeared since the last look (an estimate reads only the GGUF header). */
+  async #refreshEstimates() {
+    const fresh = this.#o.variants.filter((v) => !this.#estimates.has(v.path) && existsSync(v.path));
+    for (const path of [...this.#estimates.keys()]) if (!existsSync(path)) this.#estimates.delete(path);
+    if (fresh.length === 0) return;
+    const reply = await this.#o.supervisor.request({
+      type: 'estimate',
+      paths: fresh.map((v) => v.path),
+      contextSizes: [...this.#o.contextSizes],
+      gpu: this.#o.gpu,
+    });
+    for (const estimate of reply.estimates) {
+      this.#estimates.set(estimate.path, estimate);
+      this.#o.logger.info(
+        {
+          model: basename(estimate.path),
+          architecture: estimate.architecture,
+          perContext: estimate.perContext,
+        },
+        'model file found and estimated',
+      );
+    }
+  }
+
+  #variantOptions(): VariantOption[] {
+    const present = this.#o.variants.filter((v) => this.#estimates.has(v.path));
+    const largest = (v: ModelVariant) =>
+      Math.max(...this.#estimates.get(v.path)!.perContext.map((p) => p.bytes));
+    return present
+      .sort((a, b) => largest(a) - largest(b))
+      .map((v, rank) => ({
+        id: v.id,
+        rank,
+        estimates: [...this.#estimates.get(v.path)!.perContext].sort((a, b) => b.contextSize - a.contextSize),
+      }));
+  }
+}

@@ -1,0 +1,255 @@
+import { Ajv, type ValidateFunction } from 'ajv';
+import type { Clock, Logger, Timer } from '../common/index.js';
+import type { DeviceSeriesSummary, EventRow, JobRow, JobTable } from '../store/index.js';
+import type { Generation, InferenceEngine } from './engine.js';
+import { renderPrompt, type TaskDefinition, type TaskName, validationSchema } from './tasks.js';
+
+/** The stored data a job's prompt is built from. */
+export interface JobContextSource {
+  event(id: number): EventRow | undefined;
+  recentReadings(
+    device: string,
+    metric: string,
+    until: number,
+    limit: number,
+  ): { ts: number; value: number }[];
+  deviceSummary(device: string, from: number, to: number): DeviceSeriesSummary[];
+  eventCount(source: string, from: number, to: number): number;
+}
+
+/** A finished job's result, to store and publish once. */
+export interface JobResult {
+  job: JobRow;
+  resultKind: string;
+  /** epoch ms of what the result is about */
+  ts: number;
+  generation: Generation;
+  output: Record<string, unknown>;
+  latencyMs: number;
+}
+
+/** Stores a result, marks its job done and queues its message, in one transaction. */
+export interface ResultSink {
+  recordResult(result: JobResult): void;
+}
+
+export interface JobRunnerOptions {
+  jobs: JobTable;
+  context: JobContextSource;
+  engine: InferenceEngine;
+  results: ResultSink;
+  /** The task of a job, with its route's prompt/schema overrides applied. */
+  task: (name: TaskName, route: string | null) => TaskDefinition;
+  maxTokens: number;
+  /** ms */
+  jobTimeoutMs: number;
+  /** a job failing (or killing the worker) this many times is failed */
+  maxAttempts: number;
+  /** how often to look again for a model while none is resident, ms. Default 10000. */
+  retryModelMs?: number;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface JobRunnerStats {
+  done: number;
+  failed: number;
+  retried: number;
+  /** the job running now */
+  running: string | null;
+}
+
+/**
+ * Runs queued jobs one at a time through the resident model: the governor decides between jobs, a job
+ * that finds no model waits in `waiting-model` (visible in status and the API), a crashed or timed-out
+ * generation is retried, a job failing `maxAttempts` times is failed with its reason.
+ */
+export class JobRunner {
+  readonly #o: JobRunnerOptions;
+  readonly #validators = new Map<string, ValidateFunction>();
+  readonly #ajv = new Ajv({ allErrors: true, strict: false });
+  readonly #stats: JobRunnerStats = { done: 0, failed: 0, retried: 0, running: null };
+  #wake: (() => void) | undefined;
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+  #current: AbortController | undefined;
+
+  constructor(options: JobRunnerOptions) {
+    this.#o = options;
+  }
+
+  start(): void {
+    const resumed = this.#o.jobs.resumeRunning(this.#o.clock.now());
+    if (resumed > 0) this.#o.logger.info({ resumed }, 'jobs left running by the last run are queued again');
+    this.#loop ??= this.#run();
+  }
+
+  /** A job was queued. */
+  wake(): void {
+    this.#wake?.();
+  }
+
+  /** Stops after aborting the running generation (it is queued again for the next start). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#current?.abort(new Error('the gateway is stopping'));
+    this.wake();
+    await this.#loop;
+  }
+
+  stats(): JobRunnerStats {
+    return { ...this.#stats };
+  }
+
+  async #run() {
+    const { jobs, engine, clock, logger } = this.#o;
+    while (!this.#stopped) {
+      const job = jobs.next();
+      if (!job) {
+        await this.#sleep();
+        continue;
+      }
+      let ready = false;
+      try {
+        ready = await engine.prepare();
+      } catch (error) {
+        logger.error({ err: error }, 'preparing the model failed');
+      }
+      if (!ready) {
+        const parked = jobs.parkAll(engine.reason || 'no model resident', clock.now());
+        if (parked > 0) logger.info({ jobs: parked, reason: engine.reason }, 'jobs wait for a model');
+        await this.#sleep(this.#o.retryModelMs ?? 10_000);
+        if (!this.#stopped) jobs.wakeWaiting(clock.now());
+        continue;
+      }
+      await this.#runJob(job);
+    }
+  }
+
+  async #runJob(job: JobRow) {
+    const { jobs, engine, clock, logger, results } = this.#o;
+    const started = clock.monotonic();
+    jobs.start(job.id, clock.now());
+    this.#stats.running = job.id;
+    const controller = new AbortController();
+    this.#current = controller;
+    try {
+      const task = this.#o.task(job.kind as TaskName, job.route);
+      const { input, ts } = this.#input(job);
+      const generation = await engine.generate(
+        { prompt: renderPrompt(task, input), schema: task.schema, maxTokens: this.#o.maxTokens },
+        { signal: controller.signal, timeoutMs: this.#o.jobTimeoutMs },
+      );
+      const output = this.#validate(task, generation.result.text);
+      results.recordResult({
+        job,
+        resultKind: task.resultKind,
+        ts,
+        generation,
+        output,
+        latencyMs: clock.monotonic() - started,
+      });
+      this.#stats.done += 1;
+      logger.info(
+        {
+          job: job.id,
+          kind: job.kind,
+          source: job.source,
+          tokens: generation.result.tokens,
+          ms: Math.round(clock.monotonic() - started),
+        },
+        'job done',
+      );
+    } catch (error) {
+      const reason = (error as Error).message;
+      if (this.#stopped) {
+        jobs.set(job.id, 'queued', 'interrupted by a stop', clock.now());
+      } else if (job.attempts + 1 >= this.#o.maxAttempts) {
+        jobs.set(job.id, 'failed', `failed ${job.attempts + 1} times; last: ${reason}`, clock.now());
+        this.#stats.failed += 1;
+        logger.error({ job: job.id, kind: job.kind, reason }, 'job failed');
+      } else {
+        jobs.set(job.id, 'queued', `retrying after: ${reason}`, clock.now());
+        this.#stats.retried += 1;
+        logger.warn({ job: job.id, kind: job.kind, reason }, 'job will be retried');
+      }
+    } finally {
+      this.#current = undefined;
+      this.#stats.running = null;
+    }
+  }
+
+  #input(job: JobRow): { input: Record<string, unknown>; ts: number } {
+    const { context } = this.#o;
+    if (job.kind === 'explain') {
+      const event = context.event(Number(job.input.eventId));
+      if (!event) throw new Error(`event ${String(job.input.eventId)} is no longer stored`);
+      const detail = event.detail as { metric: string; unit: string | null };
+      const recent = context.recentReadings(event.source, detail.metric, event.ts, 30);
+      return {
+        ts: event.ts,
+        input: {
+          device: event.source,
+          ...detail,
+          at: new Date(event.ts).toISOString(),
+          message: event.message,
+          recentValues: recent.map((r) => Number(r.value.toPrecision(5))),
+        },
+      };
+    }
+    const from = Number(job.input.from);
+    const to = Number(job.input.to);
+    return {
+      ts: to,
+      input: {
+        device: job.source,
+        from: new Date(from).toISOString(),
+        to: new Date(to).toISOString(),
+        series: context.deviceSummary(job.source, from, to).map((s) => ({
+          metric: s.metric,
+          unit: s.unit,
+          count: s.count,
+          min: Number(s.min.toPrecision(5)),
+          max: Number(s.max.toPrecision(5)),
+          mean: Number(s.mean.toPrecision(5)),
+        })),
+        anomalies: context.eventCount(job.source, from, to),
+      },
+    };
+  }
+
+  /** Parses and checks the answer against the task's schema; throws with the reasons. */
+  #validate(task: TaskDefinition, text: string): Record<string, unknown> {
+    const key = JSON.stringify(task.schema);
+    let validate = this.#validators.get(key);
+    if (!validate) {
+      validate = this.#ajv.compile(validationSchema(task.schema));
+      this.#validators.set(key, validate);
+    }
+    let output: unknown;
+    try {
+      output = JSON.parse(text);
+    } catch {
+      throw new Error(`the model's answer is not JSON (${text.length} characters)`);
+    }
+    if (!validate(output)) {
+      const errors = (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
+      throw new Error(`the model's answer does not match the schema: ${errors}`);
+    }
+    return output as Record<string, unknown>;
+  }
+
+  #sleep(ms?: number): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      let timer: Timer | undefined;
+      const done = () => {
+        timer?.cancel();
+        this.#wake = undefined;
+        resolve();
+      };
+      this.#wake = done;
+      if (ms !== undefined) timer = this.#o.clock.setTimeout(done, ms);
+    });
+  }
+}

@@ -1,0 +1,121 @@
+import { basename } from 'node:path';
+import {
+  getLlama,
+  type Llama,
+  LlamaCompletion,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaGrammar,
+  LlamaLogLevel,
+  type LlamaModel,
+} from 'node-llama-cpp';
+import type {
+  GenerateRequest,
+  GenerateResult,
+  JsonSchema,
+  ModelInfo,
+  Runtime,
+  RuntimeLoadOptions,
+} from '../runtime.js';
+
+type JsonSchemaArgument = Parameters<Llama['createGrammarForJsonSchema']>[0];
+
+/** Text runtime over node-llama-cpp (llama.cpp). It takes no images: the multimodal runtime does. */
+export class NodeLlamaCppRuntime implements Runtime {
+  readonly name = 'node-llama-cpp';
+  #llama: Llama | undefined;
+  #gpu: 'auto' | false | undefined;
+  #model: LlamaModel | undefined;
+  #context: LlamaContext | undefined;
+  #completion: LlamaCompletion | undefined;
+  #sequence: LlamaContextSequence | undefined;
+  #options: RuntimeLoadOptions | undefined;
+  readonly #grammars = new Map<string, LlamaGrammar>();
+
+  async load(options: RuntimeLoadOptions): Promise<ModelInfo> {
+    await this.unload();
+    if (!this.#llama || this.#gpu !== options.gpu) {
+      await this.#llama?.dispose();
+      // build 'never': a board must not try to compile llama.cpp; the prebuilt binaries (CUDA on Jetson) apply.
+      this.#llama = await getLlama({ build: 'never', gpu: options.gpu, logLevel: LlamaLogLevel.error });
+      this.#gpu = options.gpu;
+    }
+    this.#model = await this.#llama.loadModel({ modelPath: options.modelPath });
+    this.#options = options;
+    await this.#newContext();
+    return {
+      model: basename(options.modelPath),
+      runtime: this.name,
+      gpu: this.#llama.gpu,
+      contextSize: this.#context!.contextSize,
+      architecture: String(this.#model.fileInfo.metadata.general.architecture),
+      capabilities: { text: true, image: false, audio: false },
+    };
+  }
+
+  async generate(request: GenerateRequest): Promise<GenerateResult> {
+    const model = this.#model;
+    const completion = this.#completion;
+    if (!model || !completion || !this.#sequence) throw new Error('no model loaded');
+    const grammar = request.schema ? await this.#grammar(request.schema) : undefined;
+    const promptTokens = model.tokenize(request.prompt, true).length;
+    // Each job starts from an empty sequence: no job sees another's prompt.
+    await this.#sequence.clearHistory();
+    let tokens = 0;
+    const started = performance.now();
+    try {
+      const { response, metadata } = await completion.generateCompletionWithMeta(request.prompt, {
+        grammar,
+        maxTokens: request.maxTokens,
+        temperature: request.temperature ?? 0,
+        signal: request.signal,
+        onToken: (chunk) => {
+          tokens += chunk.length;
+        },
+      });
+      const stopReason =
+        metadata.stopReason === 'eogToken' || metadata.stopReason === 'stopGenerationTrigger'
+          ? 'end'
+          : metadata.stopReason === 'maxTokens'
+            ? 'maxTokens'
+            : metadata.stopReason === 'abort'
+              ? 'abort'
+              : 'stop';
+      return { text: response, tokens, promptTokens, generationMs: performance.now() - started, stopReason };
+    } catch (error) {
+      // A failed or aborted generation can leave the context unusable: the next job gets a new one.
+      await this.#newContext();
+      throw error;
+    }
+  }
+
+  async unload(): Promise<void> {
+    this.#completion?.dispose({ disposeSequence: true });
+    this.#completion = undefined;
+    this.#sequence = undefined;
+    await this.#context?.dispose();
+    this.#context = undefined;
+    this.#grammars.clear();
+    await this.#model?.dispose();
+    this.#model = undefined;
+  }
+
+  async #newContext() {
+    this.#completion?.dispose({ disposeSequence: true });
+    await this.#context?.dispose();
+    const o = this.#options!;
+    this.#context = await this.#model!.createContext({ contextSize: o.contextSize, threads: o.threads });
+    this.#sequence = this.#context.getSequence();
+    this.#completion = new LlamaCompletion({ contextSequence: this.#sequence });
+  }
+
+  async #grammar(schema: JsonSchema): Promise<LlamaGrammar> {
+    const key = JSON.stringify(schema);
+    let grammar = this.#grammars.get(key);
+    if (!grammar) {
+      grammar = await this.#llama!.createGrammarForJsonSchema(schema as JsonSchemaArgument);
+      this.#grammars.set(key, grammar);
+    }
+    return grammar;
+  }
+}

@@ -1,0 +1,202 @@
+import { randomUUID } from 'node:crypto';
+import type { SqliteDatabase } from './database.js';
+
+export type JobState = 'queued' | 'running' | 'waiting-model' | 'done' | 'failed';
+
+export interface NewJob {
+  kind: string;
+  source: string;
+  route?: string | undefined;
+  priority?: number | undefined;
+  input: Record<string, unknown>;
+}
+
+export interface JobRow {
+  id: string;
+  kind: string;
+  source: string;
+  route: string | null;
+  state: JobState;
+  priority: number;
+  input: Record<string, unknown>;
+  attempts: number;
+  reason: string | null;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt: number | null;
+}
+
+export interface NewResult {
+  /** the job's id */
+  id: string;
+  kind: string;
+  source: string;
+  /** epoch ms of what the result is about */
+  ts: number;
+  model: string;
+  variant: string;
+  latencyMs: number;
+  output: Record<string, unknown>;
+}
+
+interface RawJob {
+  id: string;
+  kind: string;
+  source: string;
+  route: string | null;
+  state: JobState;
+  priority: number;
+  input: string;
+  attempts: number;
+  reason: string | null;
+  created_at: number;
+  updated_at: number;
+  finished_at: number | null;
+}
+
+const toJob = (row: RawJob): JobRow => ({
+  id: row.id,
+  kind: row.kind,
+  source: row.source,
+  route: row.route,
+  state: row.state,
+  priority: row.priority,
+  input: JSON.parse(row.input) as Record<string, unknown>,
+  attempts: row.attempts,
+  reason: row.reason,
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+  finishedAt: row.finished_at,
+});
+
+/** The job queue in SQLite: jobs survive restarts; one running at a time is the runner's rule. */
+export class JobTable {
+  readonly #stmt;
+
+  constructor(db: SqliteDatabase) {
+    this.#stmt = {
+      insert: db.prepare(
+        `INSERT INTO jobs (id, kind, source, route, state, priority, input, created_at, updated_at)
+         VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)`,
+      ),
+      next: db.prepare<[], RawJob>(
+        "SELECT * FROM jobs WHERE state = 'queued' ORDER BY priority DESC, created_at, rowid LIMIT 1",
+      ),
+      get: db.prepare<[string], RawJob>('SELECT * FROM jobs WHERE id = ?'),
+      start: db.prepare(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, reason = NULL, updated_at = ? WHERE id = ?",
+      ),
+      set: db.prepare('UPDATE jobs SET state = ?, reason = ?, updated_at = ?, finished_at = ? WHERE id = ?'),
+      wakeWaiting: db.prepare(
+        "UPDATE jobs SET state = 'queued', updated_at = ? WHERE state = 'waiting-model'",
+      ),
+      parkQueued: db.prepare(
+        "UPDATE jobs SET state = 'waiting-model', reason = ?, updated_at = ? WHERE state IN ('queued', 'waiting-model')",
+      ),
+      resume: db.prepare(
+        "UPDATE jobs SET state = 'queued', reason = 'resumed after a restart', updated_at = ? WHERE state = 'running'",
+      ),
+      counts: db.prepare<[], { state: JobState; n: number }>(
+        'SELECT state, count(*) AS n FROM jobs GROUP BY state',
+      ),
+      list: db.prepare<{ state: string | null; limit: number }, RawJob>(
+        'SELECT * FROM jobs WHERE (@state IS NULL OR state = @state) ORDER BY created_at DESC, rowid DESC LIMIT @limit',
+      ),
+      result: db.prepare(
+        `INSERT INTO results (id, kind, source, ts, created_at, model, variant, latency_ms, output)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      pruneJobs: db.prepare(
+        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('done', 'failed') AND finished_at < ? LIMIT 5000)",
+      ),
+    };
+  }
+
+  add(job: NewJob, now: number): string {
+    const id = randomUUID();
+    this.#stmt.insert.run(
+      id,
+      job.kind,
+      job.source,
+      job.route ?? null,
+      job.priority ?? 0,
+      JSON.stringify(job.input),
+      now,
+      now,
+    );
+    return id;
+  }
+
+  /** The next queued job: highest priority, then oldest. */
+  next(): JobRow | undefined {
+    const row = this.#stmt.next.get();
+    return row ? toJob(row) : undefined;
+  }
+
+  get(id: string): JobRow | undefined {
+    const row = this.#stmt.get.get(id);
+    return row ? toJob(row) : undefined;
+  }
+
+  /** Marks a job running and counts the attempt. */
+  start(id: string, now: number): void {
+    this.#stmt.start.run(now, id);
+  }
+
+  /** Moves a job to a state; done and failed are final and stamped. */
+  set(id: string, state: JobState, reason: string | null, now: number): void {
+    const final = state === 'done' || state === 'failed';
+    this.#stmt.set.run(state, reason, now, final ? now : null, id);
+  }
+
+  /** Every queued job waits for a model, with the reason shown in status and the API. */
+  parkAll(reason: string, now: number): number {
+    return this.#stmt.parkQueued.run(reason, now).changes;
+  }
+
+  /** A model is resident again: waiting jobs are queued. */
+  wakeWaiting(now: number): number {
+    return this.#stmt.wakeWaiting.run(now).changes;
+  }
+
+  /** Jobs left running by a crash or a stop are queued again at start. */
+  resumeRunning(now: number): number {
+    return this.#stmt.resume.run(now).changes;
+  }
+
+  counts(): Record<JobState, number> {
+    const counts: Record<JobState, number> = {
+      queued: 0,
+      running: 0,
+      'waiting-model': 0,
+      done: 0,
+      failed: 0,
+    };
+    for (const row of this.#stmt.counts.all()) counts[row.state] = row.n;
+    return counts;
+  }
+
+  list(state: JobState | undefined, limit: number): JobRow[] {
+    return this.#stmt.list.all({ state: state ?? null, limit }).map(toJob);
+  }
+
+  /** Stores a result; call in the transaction that marks its job done and queues its message. */
+  insertResult(result: NewResult, now: number): void {
+    const r = result;
+    this.#stmt.result.run(
+      r.id,
+      r.kind,
+      r.source,
+      r.ts,
+      now,
+      r.model,
+      r.variant,
+      Math.round(r.latencyMs),
+      JSON.stringify(r.output),
+    );
+  }
+
+  prune(before: number): number {
+    return this.#stmt.pruneJobs.run(before).changes;
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * Model tier: the real worker process and node-llama-cpp runtime with tiny generated gemma3n models (no
+ * mock of the runtime). Only the memory readings are injected, to drive the governor.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { MemorySample } from '../../src/inference/index.js';
+import type { ResultMessage } from '../../src/publish/index.js';
+import { writeTinyGemma3n } from '../fixtures/gguf/gemma3n.js';
+import {
+  type Collector,
+  collect,
+  gaussian,
+  publisher,
+  startGateway,
+  type TestGateway,
+} from '../helpers/gateway.js';
+import { waitFor } from '../helpers/wait.js';
+
+const MB = 1024 * 1024;
+let models: { small: string; large: string };
+
+beforeAll(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-models-'));
+  models = {
+    small: (await writeTinyGemma3n(join(dir, 'tiny-small.gguf'), { size: 'small' })).path,
+    large: (await writeTinyGemma3n(join(dir, 'tiny-large.gguf'), { size: 'large' })).path,
+  };
+});
+
+/** Settings for fast model jobs: small context, short cooldowns, quick retries. */
+const modelEnv = (env: Record<string, string> = {}) => ({
+  OUTPOST_MODEL_CONTEXT_SIZES: '[256]',
+  OUTPOST_MODEL_THREADS: '1',
+  OUTPOST_MODEL_RESERVE: '0',
+  OUTPOST_MODEL_UP_HOLD: '0.3',
+  OUTPOST_INFERENCE_MODEL_RETRY: '0.2',
+  OUTPOST_INFERENCE_DIGEST_INTERVAL: '0',
+  OUTPOST_SENSORS_ANOMALY_COOLDOWN: '0.001',
+  ...env,
+});
+
+/** 25 normal readings of a device, then one far outside: one anomaly event, one explain job. */
+async function raiseAnomaly(gateway: TestGateway, device: string) {
+  const sensor = await publisher(gateway.mqttUrl);
+  const noise = gaussian(device.length);
+  const start = Date.now() - 60_000;
+  for (let i = 0; i < 26; i++) {
+    const value = i === 25 ? 500 : 20 + noise();
+    await sensor.publishAsync(
+      `sensors/${device}/temperature`,
+      JSON.stringify({ value, unit: 'C', ts: start + i * 1000 }),
+      {
+        qos: 1,
+      },
+    );
+  }
+  await sensor.endAsync();
+}
+
+const status = async (gateway: TestGateway) =>
+  (await (await fetch(`${gateway.httpUrl}/api/status`)).json()) as {
+    model: {
+      state: string;
+      reason: string | null;
+      variant: string | null;
+      worker: { pid: number | null; crashes: number };
+    };
+    jobs: Record<string, number>;
+  };
+
+describe('model jobs through the real runtime', () => {
+  let gateway: TestGateway | undefined;
+  let observer: Collector | undefined;
+
+  afterEach(async () => {
+    await observer?.end();
+    if (gateway) expect(await gateway.stop()).toBe(0);
+    gateway = undefined;
+    observer = undefined;
+  });
+
+  it('explains an anomaly: schema-valid result stored and published once, with model and variant named', async () => {
+    gateway = await startGateway(modelEnv({ OUTPOST_MODEL: models.small }));
+    observer = await collect(gateway.mqttUrl, 'outpost/gw-test/results/#');
+    await raiseAnomaly(gateway, 'pump1');
+
+    await waitFor('the result on MQTT', () => observer!.messages.length === 1, 60_000);
+    const [result] = observer.json<ResultMessage>('outpost/gw-test/results/anomaly/pump1');
+    expect(result).toMatchObject({
+      kind: 'anomaly',
+      source: 'pump1',
+      model: 'tiny-small.gguf',
+      variant: 'tiny-small.gguf',
+    });
+    expect(Object.keys(result!.output).sort()).toEqual(['action', 'likelyCause', 'severity', 'summary']);
+    expect(['info', 'warning', 'critical']).toContain(result!.output.severity);
+    for (const key of ['summary', 'likelyCause', 'action']) {
+      expect(typeof result!.output[key]).toBe('string');
+      expect((result!.output[key] as string).length).toBeLessThanOrEqual(240);
+    }
+    const rows = gateway.sql<{ id: string; output: string; model: string }>(
+      'SELECT id, output, model FROM results',
+    );
+    expect(rows).toEqual([
+      { id: result!.id, output: JSON.stringify(result!.output), model: 'tiny-small.gguf' },
+    ]);
+    expect(gateway.sql('SELECT state, attempts FROM jobs')).toEqual([{ state: 'done', attempts: 1 }]);
+  });
+
+  it('follows the memory budget: smaller file when it drops, larger back after it held, unloads below all', async () => {
+    let available = 100 * MB;
+    const sample = (): MemorySample => ({ memAvailable: available, total: 1024 * MB });
+    gateway = await startGateway(
+      modelEnv({ OUTPOST_MODEL: models.large, OUTPOST_MODEL_VARIANTS: JSON.stringify([models.small]) }),
+      {
+        memoryProbe: { sample },
+        workerRss: () => 0,
+      },
+    );
+    observer = await collect(gateway.mqttUrl, 'outpost/gw-test/results/#');
+    const variants = () => observer!.json<ResultMessage>('outpost/gw-test/results/').map((r) => r.variant);
+
+    await raiseAnomaly(gateway, 'd1');
+    await waitFor('job 1', () => variants().length === 1, 60_000);
+    expect(variants()).toEqual(['tiny-large.gguf']);
+
+    available = 20 * MB; // the large one (corrected by what its worker really used) no longer fits
+    await raiseAnomaly(gateway, 'd2');
+    await waitFor('job 2', () => variants().length === 2, 60_000);
+    expect(variants()[1]).toBe('tiny-small.gguf');
+
+    available = 100 * MB; // room again: not at once (hysteresis) ...
+    await raiseAnomaly(gateway, 'd3');
+    await waitFor('job 3', () => variants().length === 3, 60_000);
+    expect(variants()[2]).toBe('tiny-small.gguf');
+    await new Promise((resolve) => setTimeout(resolve, 400)); // ... but once it has held
+    await raiseAnomaly(gateway, 'd4');
+    await waitFor('job 4', () => variants().length === 4, 60_000);
+    expect(variants()[3]).toBe('tiny-large.gguf');
+
+    available = 1 * MB; // below every variant: unloaded, the job waits, visibly
+    await raiseAnomaly(gateway, 'd5');
+    await waitFor(
+      'the job waiting',
+      async () => (await status(gateway!)).jobs['waiting-model'] === 1,
+      30_000,
+    );
+    expect((await status(gateway)).model.state).toBe('over-budget');
+    available = 100 * MB;
+    await waitFor('job 5 after memory returned', () => variants().length === 5, 60_000);
+    expect(gateway.sql('SELECT state, count(*) AS n FROM jobs GROUP BY state')).toEqual([
+      { state: 'done', n: 5 },
+    ]);
+    expect(gateway.sql<{ n: number }>('SELECT count(*) AS n FROM results')[0]!.n).toBe(5);
+  });
+
+  it('a worker killed mid-job is restarted and the job completes once', async () => {
+    gateway = await startGateway(modelEnv({ OUTPOST_MODEL: models.small }));
+    observer = await collect(gateway.mqttUrl, 'outpost/gw-test/results/#');
+    await raiseAnomaly(gateway, 'warmup');
+    await waitFor('the model resident', () => observer!.messages.length === 1, 60_000);
+    const { pid } = (await status(gateway)).model.worker;
+    expect(pid).toBeGreaterThan(0);
+
+    // Frozen, the worker takes the next job and cannot answer: it is mid-job when it is killed.
+    process.kill(pid!, 'SIGSTOP');
+    await raiseAnomaly(gateway, 'pump9');
+    await waitFor(
+      'the job running',
+      () => gateway!.sql<{ n: number }>("SELECT count(*) AS n FROM jobs WHERE state = 'running'")[0]!.n === 1,
+    );
+    process.kill(pid!, 'SIGKILL');
+
+    await waitFor('the retried job done', () => observer!.messages.length === 2, 60_000);
+    const after = await status(gateway);
+    expect(after.model.worker.pid).not.toBe(pid);
+    expect(after.model.worker.crashes).toBe(1);
+    expect(observer.json<ResultMessage>('outpost/gw-test/results/anomaly/pump9')).toHaveLength(1);
+    const job = gateway.sql<{ state: string; attempts: number }>(
+      "SELECT state, attempts FROM jobs WHERE source = 'pump9'",
+    );
+    expect(job).toEqual([{ state: 'done', attempts: 2 }]);
+  });
+
+  it('without a model, jobs wait in waiting-model and run when the file appears', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'outpost-later-'));
+    const later = join(dir, 'arrives-later.gguf');
+    gateway = await startGateway(modelEnv({ OUTPOST_MODEL: later }));
+    observer = await collect(gateway.mqttUrl, 'outpost/gw-test/results/#');
+    await raiseAnomaly(gateway, 'pump2');
+    await waitFor(
+      'the job waiting',
+      async () => (await status(gateway!)).jobs['waiting-model'] === 1,
+      30_000,
+    );
+    const waiting = await status(gateway);
+    expect(waiting.model.state).toBe('no-model');
+    expect(waiting.model.reason).toContain('arrives-later.gguf');
+    expect(gateway.sql<{ reason: string }>('SELECT reason FROM jobs')[0]!.reason).toContain('check the path');
+
+    await writeTinyGemma3n(later, { size: 'small' });
+    await waitFor('the waiting job done', () => observer!.messages.length === 1, 60_000);
+    expect(observer.json<ResultMessage>('outpost/gw-test/results/')[0]).toMatchObject({
+      variant: 'arrives-later.gguf',
+    });
+  });
+});
