@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../common/index.js';
 import { ConfigError, loadConfig, printConfig } from '../config/index.js';
 import { Daemon, VERSION } from '../daemon/index.js';
+import { registerModelCommands } from './model.js';
 import { runSimulation } from './simulate.js';
 
 /** Exit codes: 0 ok, 1 failure while running or stopping, 2 bad configuration or usage. */
@@ -128,6 +129,8 @@ program
     );
     process.stdout.write(`${JSON.stringify(summary)}\n`);
   });
+
+registerModelCommands(program);
 
 program.parseAsync().catch((error: Error) => {
   process.stderr.write(`outpost: ${error.message}\n`);

@@ -312,7 +312,7 @@ export const configSchema = z
           .min(1)
           .optional()
           .describe(
-            'llama.cpp threads. Default: the physical cores (the default of llama.cpp oversubscribes).',
+            "llama.cpp threads. Default: the physical cores but one, which stays with ingest (llama.cpp's own default oversubscribes small boards).",
           ),
         gpu: z
           .enum(['auto', 'off'])

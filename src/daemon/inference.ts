@@ -1,7 +1,7 @@
 import { basename, join, resolve } from 'node:path';
 import type { Clock, Logger, Timer } from '../common/index.js';
 import type { Config } from '../config/index.js';
-import { physicalCores } from '../inference/cpu.js';
+import { defaultThreads } from '../inference/cpu.js';
 import {
   CATALOG,
   DEFAULT_TASKS,
@@ -80,7 +80,7 @@ export function startInference(options: StartInferenceOptions): InferenceParts {
     supervisor,
     variants,
     contextSizes: config.model.contextSizes,
-    threads: config.model.threads ?? physicalCores(),
+    threads: config.model.threads ?? defaultThreads(),
     gpu: config.model.gpu === 'off' ? false : 'auto',
     missingHint: hint,
     logger: log,

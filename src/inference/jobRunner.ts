@@ -140,6 +140,11 @@ export class JobRunner {
         { prompt: renderPrompt(task, input), schema: task.schema, maxTokens: this.#o.maxTokens },
         { signal: controller.signal, timeoutMs: this.#o.jobTimeoutMs },
       );
+      if (generation.result.stopReason === 'maxTokens') {
+        throw new Error(
+          `the answer was cut at model.maxTokens (${this.#o.maxTokens} tokens): raise it, or bound the schema's strings`,
+        );
+      }
       const output = this.#validate(task, generation.result.text);
       results.recordResult({
         job,

@@ -11,6 +11,10 @@ export interface TaskDefinition {
 
 export type TaskName = 'explain' | 'digest';
 
+/**
+ * Strings are bounded: a Pi decodes 6-8 tokens/s, so an answer must stay short, and the bound keeps a
+ * grammar-constrained answer inside model.maxTokens.
+ */
 const text = (maxLength: number) => ({ type: 'string', maxLength }) as const;
 
 /** The built-in tasks; a route may replace the prompt and/or schema of each (`ingest.routes[].tasks`). */
@@ -24,10 +28,10 @@ export const DEFAULT_TASKS: Readonly<Record<TaskName, TaskDefinition>> = {
     schema: {
       type: 'object',
       properties: {
-        summary: text(240),
-        likelyCause: text(240),
+        summary: text(160),
+        likelyCause: text(120),
         severity: { enum: ['info', 'warning', 'critical'] },
-        action: text(240),
+        action: text(120),
       },
     },
   },
@@ -40,9 +44,9 @@ export const DEFAULT_TASKS: Readonly<Record<TaskName, TaskDefinition>> = {
     schema: {
       type: 'object',
       properties: {
-        summary: text(400),
+        summary: text(240),
         status: { enum: ['normal', 'attention', 'fault'] },
-        highlights: { type: 'array', items: text(160), maxItems: 3 },
+        highlights: { type: 'array', items: text(100), maxItems: 3 },
       },
     },
   },

@@ -123,6 +123,11 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
       model: generation.info.model,
       variant: generation.variant,
       latencyMs: Math.round(result.latencyMs),
+      generation: {
+        tokens: generation.result.tokens,
+        promptTokens: generation.result.promptTokens,
+        ms: Math.round(generation.result.generationMs * 10) / 10,
+      },
       output: result.output,
     };
     store.transaction(() => {

@@ -30,6 +30,8 @@ export interface ResultMessage {
   variant: string;
   /** from the job's start to its result, ms */
   latencyMs: number;
+  /** what the runtime itself reported: tokens generated and its generation time, ms */
+  generation: { tokens: number; promptTokens: number; ms: number };
   /** schema-valid answer of the model */
   output: Record<string, unknown>;
 }

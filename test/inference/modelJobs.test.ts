@@ -99,7 +99,7 @@ describe('model jobs through the real runtime', () => {
     expect(['info', 'warning', 'critical']).toContain(result!.output.severity);
     for (const key of ['summary', 'likelyCause', 'action']) {
       expect(typeof result!.output[key]).toBe('string');
-      expect((result!.output[key] as string).length).toBeLessThanOrEqual(240);
+      expect((result!.output[key] as string).length).toBeLessThanOrEqual(160);
     }
     const rows = gateway.sql<{ id: string; output: string; model: string }>(
       'SELECT id, output, model FROM results',
