@@ -43,15 +43,15 @@ const modelEnv = (env: Record<string, string> = {}) => ({
 });
 
 /** 25 normal readings of a device, then one far outside: one anomaly event, one explain job. */
-async function raiseAnomaly(gateway: TestGateway, device: string) {
+async function raiseAnomaly(gateway: TestGateway, device: string, spacingMs = 1000) {
   const sensor = await publisher(gateway.mqttUrl);
   const noise = gaussian(device.length);
-  const start = Date.now() - 60_000;
+  const start = Date.now() - 26 * spacingMs;
   for (let i = 0; i < 26; i++) {
     const value = i === 25 ? 500 : 20 + noise();
     await sensor.publishAsync(
       `sensors/${device}/temperature`,
-      JSON.stringify({ value, unit: 'C', ts: start + i * 1000 }),
+      JSON.stringify({ value, unit: 'C', ts: start + i * spacingMs }),
       {
         qos: 1,
       },
@@ -207,4 +207,43 @@ describe('model jobs through the real runtime', () => {
       variant: 'arrives-later.gguf',
     });
   });
+
+  it("uses a route's own prompt and schema, and writes periodic device digests", async () => {
+    const routes = [
+      {
+        name: 'pumps',
+        filter: 'sensors/+/+',
+        kind: 'sensor',
+        tasks: {
+          explain: {
+            prompt: 'Pump alarm: {{input}}',
+            schema: { type: 'object', properties: { note: { type: 'string', maxLength: 20 } } },
+          },
+        },
+      },
+    ];
+    gateway = await startGateway(
+      modelEnv({
+        OUTPOST_MODEL: models.small,
+        OUTPOST_INGEST_ROUTES: JSON.stringify(routes),
+        OUTPOST_INFERENCE_DIGEST_INTERVAL: '2',
+      }),
+    );
+    observer = await collect(gateway.mqttUrl, 'outpost/gw-test/results/#');
+    await raiseAnomaly(gateway, 'pump7', 10); // readings of the last moment: the next 2 s digest covers them
+
+    await waitFor(
+      'the explanation',
+      () => observer!.on('outpost/gw-test/results/anomaly/pump7').length === 1,
+      60_000,
+    );
+    const [explained] = observer.json<ResultMessage>('outpost/gw-test/results/anomaly/pump7');
+    expect(Object.keys(explained!.output)).toEqual(['note']);
+    expect((explained!.output.note as string).length).toBeLessThanOrEqual(20);
+
+    await waitFor('a digest', () => observer!.on('outpost/gw-test/results/digest/pump7').length > 0, 60_000);
+    const [digest] = observer.json<ResultMessage>('outpost/gw-test/results/digest/pump7');
+    expect(Object.keys(digest!.output).sort()).toEqual(['highlights', 'status', 'summary']);
+    expect(['normal', 'attention', 'fault']).toContain(digest!.output.status);
+  }, 90_000);
 });
