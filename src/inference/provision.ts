@@ -7,7 +7,6 @@ import { createReadStream, statSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GgufFileType, GgufInsights, readGgufFileInfo } from 'node-llama-cpp';
 import {
   APPROX_RAM_CONTEXT,
   CATALOG,
@@ -625,6 +624,7 @@ export async function listModels(dir: string, options: ListOptions): Promise<Mod
  */
 export async function ggufRamEstimate(path: string, contextSize: number): Promise<number | undefined> {
   try {
+    const { readGgufFileInfo, GgufInsights } = await llamaCpp();
     const info = await readGgufFileInfo(path, { sourceType: 'filesystem', logWarnings: false });
     const insights = await GgufInsights.from(info);
     const model = insights.estimateModelResourceRequirements({ gpuLayers: 0 }).cpuRam;
@@ -713,6 +713,7 @@ export async function inspectModel(path: string, options: InspectOptions = {}): 
   if (magic !== 'GGUF') {
     throw new ModelFileError(abs, `not a GGUF file (starts with ${JSON.stringify(magic)}, expected "GGUF")`);
   }
+  const { readGgufFileInfo } = await llamaCpp();
   let info: Awaited<ReturnType<typeof readGgufFileInfo>>;
   try {
     info = await readGgufFileInfo(abs, {
@@ -752,8 +753,18 @@ function metaNumber(meta: Metadata, key: string): number | undefined {
 }
 
 /** 'Q4_K_M' from GgufFileType.MOSTLY_Q4_K_M, 'F32' from ALL_F32. */
+/**
+ * node-llama-cpp's JavaScript, loaded on first use: the daemon resolves and lists models without it and
+ * stays about 30 MB smaller; only the worker and `outpost model` load it.
+ */
+let loaded: typeof import('node-llama-cpp') | undefined;
+async function llamaCpp(): Promise<typeof import('node-llama-cpp')> {
+  loaded ??= await import('node-llama-cpp');
+  return loaded;
+}
+
 export function fileTypeName(id: number): string | undefined {
-  const name = (GgufFileType as unknown as Record<number, string | undefined>)[id];
+  const name = (loaded?.GgufFileType as unknown as Record<number, string | undefined> | undefined)?.[id];
   return name?.replace(/^(MOSTLY|ALL)_/, '');
 }
 
