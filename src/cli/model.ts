@@ -1,11 +1,12 @@
 /**
- * `outpost model pull|list|inspect`: thin shells over src/inference/provision.ts.
+ * `outpost model pull|list|inspect`: thin shells over src/inference (modelPull.ts, modelFiles.ts).
  * Output goes through the command's output configuration (commander `configureOutput`), so a caller can capture it.
  */
 import { type Command, InvalidArgumentError } from 'commander';
 import { OutpostError } from '../common/index.js';
-import { CATALOG, type CatalogEntry } from '../inference/catalog.js';
 import {
+  CATALOG,
+  type CatalogEntry,
   type GgufSummary,
   ggufRamEstimate,
   inspectModel,
@@ -14,7 +15,7 @@ import {
   type PullProgress,
   pullModel,
   resolveModel,
-} from '../inference/provision.js';
+} from '../inference/index.js';
 
 /** Default model directory: `$OUTPOST_DATA_DIR/models`, else `./data/models` (read when the command runs). */
 export function defaultModelDir(env: NodeJS.ProcessEnv = process.env): string {

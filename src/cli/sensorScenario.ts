@@ -5,6 +5,7 @@
  * and the same sequence of timestamps always yield the same messages, so tests and bug reports can replay
  * a run exactly.
  */
+import { gaussian, mulberry32 } from '../common/index.js';
 
 export interface SensorScenarioOptions {
   /** Number of simulated devices, named `<devicePrefix>1..N`. Positive integer; default 3. */
@@ -157,18 +158,6 @@ const DEFAULT_METRICS = ['temperature', 'pressure', 'vibration'] as const;
 const SHAPE_ROTATION: readonly Shape[] = ['value', 'number', 'object'];
 const TOPIC_FORBIDDEN = /[/+#]/;
 
-/** mulberry32: tiny, fast and good enough for simulated noise; returns uniforms in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Per device × metric state. */
 interface Channel {
   metric: string;
@@ -197,8 +186,8 @@ export class SensorScenario {
   readonly #anomalyRate: number;
   readonly #noise: number;
   readonly #random: () => number;
-  /** second Box-Muller variate, kept so no draw is wasted */
-  #spareGaussian: number | undefined;
+  /** standard normal variates drawn from `#random` */
+  readonly #gaussian: () => number;
   #lastTs: number | undefined;
 
   constructor(options: SensorScenarioOptions = {}) {
@@ -239,6 +228,7 @@ export class SensorScenario {
     this.#anomalyRate = anomalyRate;
     this.#noise = noise;
     this.#random = mulberry32(seed);
+    this.#gaussian = gaussian(this.#random);
     this.#devices = [];
     for (let index = 0; index < devices; index++) {
       const channels = metrics.map((metric) => {
@@ -325,20 +315,6 @@ export class SensorScenario {
       value = clamp(up ? clean + spike : clean - spike, profile.floor, profile.ceiling);
     }
     return { channel, value: round(value, profile.decimals), anomaly };
-  }
-
-  /** Box-Muller transform over the seeded uniform source. */
-  #gaussian(): number {
-    if (this.#spareGaussian !== undefined) {
-      const spare = this.#spareGaussian;
-      this.#spareGaussian = undefined;
-      return spare;
-    }
-    // 1 - u lies in (0, 1], so the logarithm is finite.
-    const radius = Math.sqrt(-2 * Math.log(1 - this.#random()));
-    const angle = 2 * Math.PI * this.#random();
-    this.#spareGaussian = radius * Math.sin(angle);
-    return radius * Math.cos(angle);
   }
 }
 

@@ -1,13 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { type ApiServer, startApiServer } from '../api/index.js';
+import { startApiServer } from '../api/index.js';
 import { type Clock, type Logger, systemClock, type Timer } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import type { MemoryProbe } from '../inference/index.js';
-import { type EmbeddedBroker, Intake, MqttConnection, startEmbeddedBroker } from '../ingest/index.js';
+import { Intake, MqttConnection, startEmbeddedBroker } from '../ingest/index.js';
 import { Pipeline } from '../pipeline/index.js';
-import { Findings, type HealthMessage, OutboxDrain, type WireTopics, wireTopics } from '../publish/index.js';
+import { Findings, type HealthMessage, OutboxDrain, wireTopics } from '../publish/index.js';
 import { Store } from '../store/index.js';
-import { type InferenceParts, startInference } from './inference.js';
+import { startInference } from './inference.js';
+import { type Parts, race, redactUrl, STOP_STATUS_MS, stopParts } from './parts.js';
 
 export interface DaemonOptions {
   config: Config;
@@ -28,8 +29,7 @@ export interface DaemonEndpoints {
 
 /** How often retention runs, ms. */
 const PRUNE_EVERY_MS = 60_000;
-/** Stop budget: publishing `stopping`, flushing the outbox, disconnecting, ms. */
-const STOP_STATUS_MS = 1000;
+/** Stop budget for flushing the outbox, ms (publishing the status: STOP_STATUS_MS). */
 const STOP_FLUSH_MS = 2000;
 
 export const VERSION: string = (
@@ -361,63 +361,6 @@ export class Daemon {
   }
 }
 
-interface Parts {
-  store: Store;
-  broker?: EmbeddedBroker;
-  topics: WireTopics;
-  findings: Findings;
-  pipeline: Pipeline;
-  intake: Intake;
-  connection: MqttConnection;
-  drain: OutboxDrain;
-  api: ApiServer;
-  inference?: InferenceParts;
-  /** set when shutdown begins: the embedded broker refuses new publishes */
-  intakePaused?: boolean;
-}
-
-/** Closes whatever was started, in reverse order; returns 1 if anything failed. */
-async function stopParts(parts: Partial<Parts>, logger: Logger): Promise<number> {
-  let code = 0;
-  const steps: [string, (() => unknown) | undefined][] = [
-    ['outbox', parts.drain && (() => parts.drain?.stop())],
-    ['mqtt', parts.connection && (() => parts.connection?.close(STOP_STATUS_MS))],
-    ['http', parts.api && (() => parts.api?.close())],
-    ['pipeline', parts.pipeline && (() => parts.pipeline?.stop(false))],
-    ['inference', parts.inference && (() => parts.inference?.stop())],
-    ['broker', parts.broker && (() => parts.broker?.close())],
-    ['store', parts.store && (() => parts.store?.close())],
-  ];
-  for (const [name, fn] of steps) {
-    if (!fn) continue;
-    try {
-      await fn();
-    } catch (error) {
-      code = 1;
-      logger.error({ err: error, step: name }, 'stop step failed');
-    }
-  }
-  return code;
-}
-
-function race<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  return Promise.race([
-    promise,
-    new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), ms).unref()),
-  ]);
-}
-
 function round(x: number) {
   return Math.round(x * 10) / 10;
-}
-
-/** The broker URL without credentials, for logs and status. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '********';
-    return parsed.toString().replace(/\/$/, '');
-  } catch {
-    return url;
-  }
 }

@@ -1,1 +1,2 @@
-export { Daemon, type DaemonEndpoints, type DaemonOptions, redactUrl, VERSION } from './daemon.js';
+export { Daemon, type DaemonEndpoints, type DaemonOptions, VERSION } from './daemon.js';
+export { redactUrl } from './parts.js';

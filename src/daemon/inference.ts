@@ -1,23 +1,24 @@
 import { basename, join, resolve } from 'node:path';
 import type { Clock, Logger, Timer } from '../common/index.js';
 import type { Config } from '../config/index.js';
-import { defaultThreads } from '../inference/cpu.js';
 import {
   CATALOG,
   DEFAULT_TASKS,
+  defaultThreads,
   InferenceEngine,
   JobRunner,
   MemoryGovernor,
   type MemoryProbe,
   type ModelVariant,
   processRss,
+  pullModel,
   type ResultSink,
+  resolveModel,
   systemMemoryProbe,
   type TaskDefinition,
   type TaskName,
   WorkerSupervisor,
 } from '../inference/index.js';
-import { pullModel, resolveModel } from '../inference/provision.js';
 import type { Store } from '../store/index.js';
 
 export interface InferenceParts {

@@ -77,3 +77,12 @@ export class ModelFileError extends OutpostError {
     super(`${path}: ${detail}`);
   }
 }
+
+/** An error's message for a failure detail, prefixed with its system code (`ENOSPC: ...`) when it has one. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code}: ${error.message}` : error.message;
+  }
+  return String(error);
+}

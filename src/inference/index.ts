@@ -1,4 +1,5 @@
 export { CATALOG, type CatalogEntry, findCatalogEntry } from './catalog.js';
+export { defaultThreads, physicalCores } from './cpu.js';
 export {
   type EngineState,
   type Generation,
@@ -6,6 +7,12 @@ export {
   type InferenceEngineOptions,
   type ModelVariant,
 } from './engine.js';
+export {
+  ModelFileError,
+  ModelPullError,
+  type ModelPullErrorCode,
+  type ModelPullFailure,
+} from './errors.js';
 export { MemoryGovernor, type MemoryGovernorOptions } from './governor/governor.js';
 export {
   type MemoryProbe,
@@ -22,6 +29,29 @@ export {
   type JobRunnerStats,
   type ResultSink,
 } from './jobRunner.js';
+export {
+  fileTypeName,
+  type GgufSummary,
+  ggufRamEstimate,
+  type InspectOptions,
+  inspectModel,
+  isModelPath,
+  type ListOptions,
+  listModels,
+  type ModelRow,
+  type ResolvedModel,
+  resolveModel,
+  scaledRamEstimate,
+  summarize,
+} from './modelFiles.js';
+export {
+  type PulledFile,
+  type PullOptions,
+  type PullProgress,
+  type PullResult,
+  pullModel,
+  sourceUrl,
+} from './modelPull.js';
 export type {
   GenerateRequest,
   GenerateResult,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import mqtt, { type MqttClient } from 'mqtt';
-import { createLogger } from '../../src/common/index.js';
+import { createLogger, mulberry32, gaussian as normalSource } from '../../src/common/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { Daemon } from '../../src/daemon/index.js';
 import type { MemoryProbe } from '../../src/inference/index.js';
@@ -98,15 +98,7 @@ export async function publisher(url: string): Promise<MqttClient> {
   return mqtt.connectAsync(url, { protocolVersion: 4, clean: true });
 }
 
-/** Gaussian noise from a seeded generator, for reproducible series. */
+/** Gaussian noise (mean 0, sd 1) from a seeded generator, for reproducible series. */
 export function gaussian(seed: number): () => number {
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+  return normalSource(mulberry32(seed));
 }

@@ -21,14 +21,8 @@ import {
   findCatalogEntry,
 } from '../../src/inference/catalog.js';
 import { ModelFileError, ModelPullError } from '../../src/inference/errors.js';
-import {
-  inspectModel,
-  listModels,
-  type PullProgress,
-  pullModel,
-  resolveModel,
-  scaledRamEstimate,
-} from '../../src/inference/provision.js';
+import { inspectModel, listModels, resolveModel, scaledRamEstimate } from '../../src/inference/modelFiles.js';
+import { type PullProgress, pullModel } from '../../src/inference/modelPull.js';
 
 // ---- a real HTTP server on 127.0.0.1 serving generated files --------------------------------------------
 

@@ -1,29 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { mulberry32, gaussian as normalSource } from '../../../src/common/index.js';
 import { type AnomalyVerdict, RobustDetector } from '../../../src/pipeline/sensor/detector.js';
 
-/** Small seeded PRNG so every run sees the same noise. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
+/** `count` seeded Normal(mean, sigma) values, so every run sees the same noise. */
 function gaussian(seed: number, count: number, mean = 0, sigma = 1): number[] {
-  const uniform = mulberry32(seed);
-  const out: number[] = [];
-  while (out.length < count) {
-    const u1 = 1 - uniform(); // (0, 1]: log stays finite
-    const u2 = uniform();
-    const r = Math.sqrt(-2 * Math.log(u1));
-    out.push(mean + sigma * r * Math.cos(2 * Math.PI * u2));
-    if (out.length < count) out.push(mean + sigma * r * Math.sin(2 * Math.PI * u2));
-  }
-  return out;
+  const normal = normalSource(mulberry32(seed));
+  return Array.from({ length: count }, () => mean + sigma * normal());
 }
 
 const SECOND = 1000;

@@ -1,0 +1,68 @@
+import type { ApiServer } from '../api/index.js';
+import type { Logger } from '../common/index.js';
+import type { EmbeddedBroker, Intake, MqttConnection } from '../ingest/index.js';
+import type { Pipeline } from '../pipeline/index.js';
+import type { Findings, OutboxDrain, WireTopics } from '../publish/index.js';
+import type { Store } from '../store/index.js';
+import type { InferenceParts } from './inference.js';
+
+/** Budget for the final status publish and disconnect while stopping, ms. */
+export const STOP_STATUS_MS = 1000;
+
+/** What the daemon started, in start order. */
+export interface Parts {
+  store: Store;
+  broker?: EmbeddedBroker;
+  topics: WireTopics;
+  findings: Findings;
+  pipeline: Pipeline;
+  intake: Intake;
+  connection: MqttConnection;
+  drain: OutboxDrain;
+  api: ApiServer;
+  inference?: InferenceParts;
+  /** set when shutdown begins: the embedded broker refuses new publishes */
+  intakePaused?: boolean;
+}
+
+/** Closes whatever was started, in reverse order; returns 1 if anything failed. */
+export async function stopParts(parts: Partial<Parts>, logger: Logger): Promise<number> {
+  let code = 0;
+  const steps: [string, (() => unknown) | undefined][] = [
+    ['outbox', parts.drain && (() => parts.drain?.stop())],
+    ['mqtt', parts.connection && (() => parts.connection?.close(STOP_STATUS_MS))],
+    ['http', parts.api && (() => parts.api?.close())],
+    ['pipeline', parts.pipeline && (() => parts.pipeline?.stop(false))],
+    ['inference', parts.inference && (() => parts.inference?.stop())],
+    ['broker', parts.broker && (() => parts.broker?.close())],
+    ['store', parts.store && (() => parts.store?.close())],
+  ];
+  for (const [name, fn] of steps) {
+    if (!fn) continue;
+    try {
+      await fn();
+    } catch (error) {
+      code = 1;
+      logger.error({ err: error, step: name }, 'stop step failed');
+    }
+  }
+  return code;
+}
+
+export function race<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  return Promise.race([
+    promise,
+    new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), ms).unref()),
+  ]);
+}
+
+/** The broker URL without credentials, for logs and status. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '********';
+    return parsed.toString().replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}
