@@ -121,14 +121,14 @@ export class Daemon {
         routes: config.ingest.routes,
         journal: store,
         rejects: parts.findings,
-        onCommit: (error) => {
+        onCommit: (error, committed) => {
           if (error) {
             logger.error({ err: error }, 'journal commit failed; nothing of it acknowledged');
             parts.connection?.dropAcks();
             return;
           }
           parts.connection?.releaseAcks();
-          parts.pipeline?.notify();
+          parts.pipeline?.notify(committed);
         },
         duplicateWindowMs: config.ingest.duplicateWindow * 1000,
         clock,

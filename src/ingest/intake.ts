@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IPublishPacket } from 'mqtt';
 import type { Clock } from '../common/index.js';
 import type { RouteConfig } from '../config/index.js';
-import type { NewJournalEntry } from '../store/index.js';
+import type { JournalEntry, NewJournalEntry } from '../store/index.js';
 import { RecentDigests } from './recentDigests.js';
 import { TopicFilter } from './topicFilter.js';
 
@@ -46,8 +46,11 @@ export interface IntakeOptions {
   routes: readonly RouteConfig[];
   journal: IngestJournal;
   rejects: RejectSink;
-  /** After each commit attempt: release the acknowledgements it covers, wake the pipeline. */
-  onCommit: (error?: Error) => void;
+  /**
+   * After each commit attempt: release the acknowledgements it covers, hand the committed entries to the
+   * pipeline (in memory: it need not read them back from the journal).
+   */
+  onCommit: (error?: Error, committed?: readonly JournalEntry[]) => void;
   /** How long a redelivered message is recognised as a duplicate, ms. */
   duplicateWindowMs: number;
   /** Messages committed in one transaction at most. Default 1000. */
@@ -67,6 +70,13 @@ export interface IntakeStats {
   bytes: number;
   /** transactions committed, and messages in them */
   commits: number;
+}
+
+interface CommitCounts {
+  accepted: Map<string, number>;
+  duplicates: number;
+  digests: [Buffer, number][];
+  committed: JournalEntry[];
 }
 
 interface Staged {
@@ -140,7 +150,7 @@ export class Intake {
     if (staged.length === 0) return;
     this.#staged = [];
     const o = this.options;
-    const counts = { accepted: new Map<string, number>(), duplicates: 0, digests: [] as [Buffer, number][] };
+    const counts: CommitCounts = { accepted: new Map(), duplicates: 0, digests: [], committed: [] };
     try {
       o.journal.transaction(() => {
         for (const s of staged) this.#commitOne(s, counts);
@@ -157,17 +167,14 @@ export class Intake {
     this.#stats.duplicates += counts.duplicates;
     for (const [name, n] of counts.accepted) this.#stats.accepted[name]! += n;
     for (const s of staged) s.ack?.();
-    o.onCommit();
+    o.onCommit(undefined, counts.committed);
   }
 
   stats(): IntakeStats {
     return structuredClone(this.#stats);
   }
 
-  #commitOne(
-    s: Staged,
-    counts: { accepted: Map<string, number>; duplicates: number; digests: [Buffer, number][] },
-  ) {
+  #commitOne(s: Staged, counts: CommitCounts) {
     const { route, payload, packet, receivedAt } = s;
     if (payload.length > route.maxBytes) {
       this.#stats.rejected[route.name]! += 1;
@@ -188,13 +195,22 @@ export class Intake {
       return;
     }
     counts.digests.push([digest, receivedAt]);
-    this.options.journal.appendJournal({
+    const contentType = packet.properties?.contentType;
+    const id = this.options.journal.appendJournal({
       receivedAt,
       route: route.name,
       topic: packet.topic,
       payload,
-      contentType: packet.properties?.contentType,
+      contentType,
       digest,
+    });
+    counts.committed.push({
+      id,
+      receivedAt,
+      route: route.name,
+      topic: packet.topic,
+      payload,
+      contentType: contentType ?? null,
     });
     counts.accepted.set(route.name, (counts.accepted.get(route.name) ?? 0) + 1);
   }

@@ -39,6 +39,8 @@ export class Pipeline {
   readonly #stats = { processed: 0, rejected: 0, readings: 0, anomalies: 0, windows: 0, commitFailures: 0 };
   #scheduled = false;
   #lastId = 0;
+  /** Entries ingest just committed, handed over in memory; the journal is read only to fill gaps. */
+  #handed: JournalEntry[] = [];
   #ticker: Timer | undefined;
   #retry: Timer | undefined;
   #stopped = false;
@@ -58,8 +60,14 @@ export class Pipeline {
     this.notify();
   }
 
-  /** A new journal entry was committed. */
-  notify(): void {
+  /**
+   * New journal entries were committed. With `entries`, they are processed from memory, not read back;
+   * a gap (entries from before a restart, or a dropped hand-over) is filled from the journal.
+   */
+  notify(entries?: readonly JournalEntry[]): void {
+    // Bounded: a backlog beyond this many entries is read from the journal instead.
+    if (entries && this.#handed.length + entries.length <= this.options.batchSize * 20)
+      this.#handed.push(...entries);
     if (this.#scheduled || this.#stopped) return;
     this.#scheduled = true;
     setImmediate(() => {
@@ -72,7 +80,7 @@ export class Pipeline {
   drain(): number {
     let handled = 0;
     for (;;) {
-      const entries = this.options.source.pendingJournal(this.options.batchSize, this.#lastId);
+      const entries = this.#next();
       if (entries.length === 0) return handled;
       const batch = emptyBatch();
       for (const entry of entries) this.#process(entry, batch);
@@ -86,6 +94,21 @@ export class Pipeline {
         return handled;
       }
     }
+  }
+
+  /** The next batch after #lastId: from memory when it follows on, else from the journal. */
+  #next(): JournalEntry[] {
+    let handed = this.#handed;
+    if (handed.length > 0 && handed[0]!.id <= this.#lastId) {
+      handed = handed.filter((e) => e.id > this.#lastId);
+      this.#handed = handed;
+    }
+    // Only the run that follows on without a gap (a dropped hand-over leaves one) comes from memory.
+    let run = 0;
+    while (run < handed.length && run < this.options.batchSize && handed[run]!.id === this.#lastId + 1 + run)
+      run += 1;
+    if (run > 0) return handed.splice(0, run);
+    return this.options.source.pendingJournal(this.options.batchSize, this.#lastId);
   }
 
   /** Stops waking up; with `flush`, closes every open window into a last batch. */
