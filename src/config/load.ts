@@ -69,7 +69,10 @@ function readFile(file: string | undefined, cwd: string, problems: string[]): { 
       problems.push(`${label}: expected a mapping of sections, found ${kindOf(doc)}`);
       return { raw: {}, label };
     }
-    return { raw: doc as Raw, label };
+    // A section written with nothing under it (`http:`) is YAML null: read it as empty, not as an error.
+    const raw = doc as Raw;
+    for (const [key, value] of Object.entries(raw)) if (value === null) raw[key] = {};
+    return { raw, label };
   } catch (error) {
     problems.push(`${label}: not valid YAML: ${(error as Error).message.split('\n')[0]}`);
     return { raw: {}, label };

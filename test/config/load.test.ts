@@ -187,6 +187,14 @@ describe('file and precedence', () => {
   });
 });
 
+describe('empty sections', () => {
+  it('reads a section with nothing under it as empty, with its defaults', () => {
+    const config = load({ yaml: 'http:\nmqtt:\n  url: mqtt://broker.local:1883\n' });
+    expect(config.http.port).toBe(8080);
+    expect(config.mqtt.url).toBe('mqtt://broker.local:1883');
+  });
+});
+
 describe('errors', () => {
   it('a bad file value says where, what was expected and what was found', () => {
     const [line, ...rest] = problems({ yaml: 'http:\n  port: abc\n' });
