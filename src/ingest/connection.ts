@@ -107,13 +107,9 @@ export class MqttConnection extends EventEmitter<ConnectionEvents> {
       );
       void this.publish(options.statusTopic, 'online', { qos: 1, retain: true }).catch(() => {});
       if (!connack.sessionPresent && options.subscriptions.length > 0) {
-        client.subscribe(
-          options.subscriptions.map((topic) => topic),
-          { qos: 1 },
-          (error) => {
-            if (error) options.logger.error({ err: error }, 'subscribe failed');
-          },
-        );
+        client.subscribe([...options.subscriptions], { qos: 1 }, (error) => {
+          if (error) options.logger.error({ err: error }, 'subscribe failed');
+        });
       }
       this.emit('connect');
     });
