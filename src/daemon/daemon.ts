@@ -309,8 +309,11 @@ export class Daemon {
             readingsBefore: now - config.store.readingsDays * day,
             eventsBefore: now - config.store.eventsDays * day,
           });
+          const finishedJobs = p.store.jobs.prune(now - config.store.eventsDays * day);
           const expired = p.store.outbox.expire(now);
-          if (removed + expired > 0) logger.debug({ removed, expired }, 'retention pruned');
+          if (removed + expired + finishedJobs > 0) {
+            logger.debug({ removed, expired, finishedJobs }, 'retention pruned');
+          }
         } catch (error) {
           logger.error({ err: error }, 'retention failed');
         }

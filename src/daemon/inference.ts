@@ -128,7 +128,8 @@ export function startInference(options: StartInferenceOptions): InferenceParts {
         const to = clock.now();
         const devices = store.queries.activeDevices(to - digestMs, to);
         store.transaction(() => {
-          for (const device of devices)
+          // One digest per device waits at a time: with no model for days, they do not pile up.
+          for (const device of devices.filter((d) => !store.jobs.hasOpen('digest', d)))
             store.jobs.add({ kind: 'digest', source: device, input: { from: to - digestMs, to } }, to);
         });
         if (devices.length > 0) runner.wake();

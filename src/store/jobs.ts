@@ -106,6 +106,9 @@ export class JobTable {
         `INSERT INTO results (id, kind, source, ts, created_at, model, variant, latency_ms, output)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
+      open: db.prepare<[string, string], { n: number }>(
+        "SELECT count(*) AS n FROM jobs WHERE kind = ? AND source = ? AND state IN ('queued', 'waiting-model', 'running')",
+      ),
       pruneJobs: db.prepare(
         "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('done', 'failed') AND finished_at < ? LIMIT 5000)",
       ),
@@ -125,6 +128,11 @@ export class JobTable {
       now,
     );
     return id;
+  }
+
+  /** Whether a job of this kind and source is still to run (queued, waiting or running). */
+  hasOpen(kind: string, source: string): boolean {
+    return this.#stmt.open.get(kind, source)!.n > 0;
   }
 
   /** The next queued job: highest priority, then oldest. */
@@ -196,6 +204,7 @@ export class JobTable {
     );
   }
 
+  /** Deletes finished (done or failed) jobs older than `before`; their results stay. */
   prune(before: number): number {
     return this.#stmt.pruneJobs.run(before).changes;
   }
