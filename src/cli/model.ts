@@ -18,7 +18,7 @@ import {
 } from '../inference/index.js';
 
 /** Default model directory: `$OUTPOST_DATA_DIR/models`, else `./data/models` (read when the command runs). */
-export function defaultModelDir(env: NodeJS.ProcessEnv = process.env): string {
+function defaultModelDir(env: NodeJS.ProcessEnv = process.env): string {
   return `${env.OUTPOST_DATA_DIR ?? './data'}/models`;
 }
 
@@ -141,7 +141,7 @@ async function runPull(command: Command, name: string, dir: string): Promise<voi
 }
 
 /** One updating line on a terminal; a plain line every `plainEveryMs` (and at each file's end) otherwise. */
-export class ProgressPrinter {
+class ProgressPrinter {
   private lastPlain = 0;
   private openLine = false;
   private lastFile: string | undefined;
@@ -188,7 +188,7 @@ function duration(seconds: number): string {
 }
 
 /** `gemma-3n-E2B-it-Q4_K_M.gguf  42.1%  1274.3/3026.9 MB  11.2 MB/s  ETA 2m36s` */
-export function formatProgress(p: PullProgress): string {
+function formatProgress(p: PullProgress): string {
   const parts = [p.file];
   if (p.totalBytes !== undefined && p.totalBytes > 0) {
     parts.push(`${((100 * p.receivedBytes) / p.totalBytes).toFixed(1).padStart(5)}%`);
@@ -207,7 +207,7 @@ const gb = (bytes: number | undefined): string =>
   bytes === undefined ? '?' : `${(bytes / 1e9).toFixed(2)} GB`;
 
 /** The `model list` table: name, local state, file size, RAM estimate at the context, inputs. */
-export function formatModelTable(rows: readonly ModelRow[], contextSize: number): string {
+function formatModelTable(rows: readonly ModelRow[], contextSize: number): string {
   const header = ['NAME', 'LOCAL', 'SIZE', `RAM@${contextSize}`, 'INPUTS'];
   const body = rows.map((r) => {
     let local = r.present ? 'yes' : 'no';
@@ -228,7 +228,7 @@ export function formatModelTable(rows: readonly ModelRow[], contextSize: number)
 }
 
 /** `model inspect` without --json: one `key: value` line per field. */
-export function formatSummary(s: GgufSummary): string {
+function formatSummary(s: GgufSummary): string {
   const lines: [string, string | number | undefined][] = [
     ['file', s.path],
     ['size', `${s.fileSizeBytes} bytes (${gb(s.fileSizeBytes)})`],

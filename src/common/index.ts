@@ -2,3 +2,4 @@ export { type Clock, systemClock, type Timer } from './clock.js';
 export { OutpostError } from './errors.js';
 export { createLogger, type Logger, type LoggerOptions } from './logger.js';
 export { gaussian, mulberry32 } from './random.js';
+export { TopicFilter } from './topicFilter.js';

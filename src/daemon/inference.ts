@@ -40,7 +40,7 @@ export interface StartInferenceOptions {
 }
 
 /** The model files the governor may choose from, and what to tell an operator while none is there. */
-export function modelVariants(
+function modelVariants(
   config: Config,
   logger: Logger,
 ): { variants: ModelVariant[]; hint: string; dir: string } {
@@ -166,7 +166,7 @@ export function startInference(options: StartInferenceOptions): InferenceParts {
 }
 
 /** A task with the route's prompt and schema overrides applied. */
-export function taskFor(config: Config, name: TaskName, route: string | null): TaskDefinition {
+function taskFor(config: Config, name: TaskName, route: string | null): TaskDefinition {
   const base = DEFAULT_TASKS[name];
   const override = config.ingest.routes.find((r) => r.name === route)?.tasks?.[name];
   return { ...base, prompt: override?.prompt ?? base.prompt, schema: override?.schema ?? base.schema };

@@ -162,7 +162,7 @@ export function parseContentRange(
 }
 
 /** The system error code of a fetch failure (undici nests it in `cause`, or in an AggregateError), else its message. */
-export function networkDetail(error: unknown): string {
+function networkDetail(error: unknown): string {
   let current: unknown = error;
   for (let depth = 0; depth < 6 && current; depth++) {
     if (typeof current !== 'object') break;

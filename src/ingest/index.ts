@@ -12,4 +12,3 @@ export {
   type Rejection,
   type RejectSink,
 } from './intake.js';
-export { TopicFilter } from './topicFilter.js';

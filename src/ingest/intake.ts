@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { IPublishPacket } from 'mqtt';
-import type { Clock } from '../common/index.js';
+import { type Clock, TopicFilter } from '../common/index.js';
 import type { RouteConfig } from '../config/index.js';
 import type { JournalEntry, NewJournalEntry } from '../store/index.js';
 import { RecentDigests } from './recentDigests.js';
-import { TopicFilter } from './topicFilter.js';
 
 /** sha1 over topic, a NUL and the payload: the identity used to recognise redelivered messages. */
 export function messageDigest(topic: string, payload: Uint8Array): Buffer {

@@ -1,6 +1,6 @@
 import type { Clock, Logger, Timer } from '../common/index.js';
+import { TopicFilter } from '../common/index.js';
 import type { RouteConfig } from '../config/index.js';
-import { TopicFilter } from '../ingest/index.js';
 import type { JournalEntry } from '../store/index.js';
 import { SensorStage, type SensorStageOptions } from './sensorStage.js';
 import { emptyBatch, type PipelineSink, type PipelineSource, type StageBatch } from './types.js';

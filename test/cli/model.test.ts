@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { registerModelCommands } from '../../src/cli/model.js';
 import { CATALOG, findCatalogEntry } from '../../src/inference/catalog.js';
+import { metadataOnlyGguf } from '../fixtures/gguf/writer.js';
 
 interface Run {
   out: string;
@@ -34,35 +35,6 @@ async function model(...args: string[]): Promise<Run> {
   return run;
 }
 
-/** A minimal GGUF v3 with the given metadata and no tensors. */
-function buildGguf(kvs: [string, string | number][]): Buffer {
-  const str = (s: string) => {
-    const bytes = Buffer.from(s, 'utf8');
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(bytes.length));
-    return Buffer.concat([len, bytes]);
-  };
-  const u32 = (n: number) => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(n);
-    return b;
-  };
-  const header = Buffer.alloc(24);
-  header.write('GGUF', 0, 'latin1');
-  header.writeUInt32LE(3, 4);
-  header.writeBigUInt64LE(0n, 8);
-  header.writeBigUInt64LE(BigInt(kvs.length), 16);
-  const body = Buffer.concat([
-    header,
-    ...kvs.map(([k, v]) =>
-      typeof v === 'string'
-        ? Buffer.concat([str(k), u32(8), str(v)])
-        : Buffer.concat([str(k), u32(4), u32(v)]),
-    ),
-  ]);
-  return Buffer.concat([body, Buffer.alloc((32 - (body.length % 32)) % 32)]);
-}
-
 let dir: string;
 
 beforeEach(() => {
@@ -80,7 +52,7 @@ describe('outpost model list', () => {
     truncateSync(join(dir, e2b.model.fileName), e2b.model.sizeBytes!); // sparse
     writeFileSync(
       join(dir, 'my-finetune.gguf'),
-      buildGguf([
+      metadataOnlyGguf([
         ['general.architecture', 'llama'],
         ['general.file_type', 7],
       ]),
@@ -108,7 +80,7 @@ describe('outpost model inspect', () => {
     const path = join(dir, 'tiny.gguf');
     writeFileSync(
       path,
-      buildGguf([
+      metadataOnlyGguf([
         ['general.architecture', 'gemma3n'],
         ['general.name', 'Tiny'],
         ['general.file_type', 15],
@@ -135,7 +107,7 @@ describe('outpost model inspect', () => {
 
   it('prints readable lines without --json', async () => {
     const path = join(dir, 'tiny.gguf');
-    writeFileSync(path, buildGguf([['general.architecture', 'gemma4']]));
+    writeFileSync(path, metadataOnlyGguf([['general.architecture', 'gemma4']]));
 
     const run = await model('inspect', path);
 

@@ -23,6 +23,7 @@ import {
 import { ModelFileError, ModelPullError } from '../../src/inference/errors.js';
 import { inspectModel, listModels, resolveModel, scaledRamEstimate } from '../../src/inference/modelFiles.js';
 import { type PullProgress, pullModel } from '../../src/inference/modelPull.js';
+import { metadataOnlyGguf } from '../fixtures/gguf/writer.js';
 
 // ---- a real HTTP server on 127.0.0.1 serving generated files --------------------------------------------
 
@@ -431,37 +432,10 @@ describe('listModels', () => {
 
 // ---- inspect ------------------------------------------------------------------------------------------------
 
-/** A minimal GGUF v3: header, the given metadata, no tensors, padded to 32 bytes. */
-function buildGguf(kvs: [string, string | number | boolean][]): Buffer {
-  const str = (s: string) => {
-    const bytes = Buffer.from(s, 'utf8');
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(bytes.length));
-    return Buffer.concat([len, bytes]);
-  };
-  const u32 = (n: number) => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(n);
-    return b;
-  };
-  const kv = ([key, value]: [string, string | number | boolean]) => {
-    if (typeof value === 'string') return Buffer.concat([str(key), u32(8), str(value)]);
-    if (typeof value === 'boolean') return Buffer.concat([str(key), u32(7), Buffer.from([value ? 1 : 0])]);
-    return Buffer.concat([str(key), u32(4), u32(value)]);
-  };
-  const header = Buffer.alloc(24);
-  header.write('GGUF', 0, 'latin1');
-  header.writeUInt32LE(3, 4);
-  header.writeBigUInt64LE(0n, 8);
-  header.writeBigUInt64LE(BigInt(kvs.length), 16);
-  const body = Buffer.concat([header, ...kvs.map(kv)]);
-  return Buffer.concat([body, Buffer.alloc((32 - (body.length % 32)) % 32)]);
-}
-
 describe('inspectModel', () => {
   it('summarizes a language model GGUF', async () => {
     const path = join(dir, 'tiny.gguf');
-    const bytes = buildGguf([
+    const bytes = metadataOnlyGguf([
       ['general.architecture', 'gemma3n'],
       ['general.name', 'Tiny Gemma'],
       ['general.size_label', '4.5B'],
@@ -494,7 +468,7 @@ describe('inspectModel', () => {
     const path = join(dir, 'mmproj.gguf');
     writeFileSync(
       path,
-      buildGguf([
+      metadataOnlyGguf([
         ['general.architecture', 'clip'],
         ['general.file_type', 1],
         ['clip.has_vision_encoder', true],

@@ -11,10 +11,10 @@ import {
 } from './planner.js';
 
 /** Bounds of a learned correction (observed RSS / estimate): one odd reading cannot blow a model up or away. */
-export const CORRECTION_MIN = 0.5;
-export const CORRECTION_MAX = 3;
+const CORRECTION_MIN = 0.5;
+const CORRECTION_MAX = 3;
 /** How many decisions status() reports. */
-export const DECISION_HISTORY = 20;
+const DECISION_HISTORY = 20;
 
 export interface MemoryGovernorOptions {
   /** Where memory readings come from (systemMemoryProbe() in the daemon, a fake in tests). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TopicFilter } from '../../src/ingest/index.js';
+import { TopicFilter } from '../../src/common/index.js';
 
 const match = (filter: string, topic: string) => new TopicFilter(filter).match(topic);
 
