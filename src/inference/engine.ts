@@ -106,6 +106,7 @@ export class InferenceEngine {
     const reply = await supervisor.request({
       type: 'load',
       options: {
+        runtime: 'node-llama-cpp',
         modelPath: variant.path,
         mmprojPath: variant.mmproj,
         contextSize: target.contextSize,

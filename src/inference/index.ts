@@ -52,13 +52,17 @@ export {
   pullModel,
   sourceUrl,
 } from './modelPull.js';
-export type {
-  GenerateRequest,
-  GenerateResult,
-  JsonSchema,
-  ModelInfo,
-  Runtime,
-  RuntimeLoadOptions,
+export {
+  CapabilityError,
+  type GenerateRequest,
+  type GenerateResult,
+  type JsonSchema,
+  MEDIA_MARKER,
+  type MediaInput,
+  type ModelInfo,
+  type Runtime,
+  type RuntimeLoadOptions,
+  type RuntimeName,
 } from './runtime.js';
 export {
   DEFAULT_TASKS,

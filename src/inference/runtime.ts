@@ -6,7 +6,25 @@
 /** A JSON schema in the subset llama.cpp grammars take (object/array/string/number/boolean/enum). */
 export type JsonSchema = Readonly<Record<string, unknown>>;
 
+/** The runtimes the worker can hold (one at a time). */
+export type RuntimeName = 'node-llama-cpp' | 'llama.node';
+
+/**
+ * Where a media item goes in a prompt: one marker per item of {@link GenerateRequest.media}, in order.
+ * It is libmtmd's default marker; an adapter whose runtime uses another one translates it.
+ */
+export const MEDIA_MARKER = '<__media__>';
+
+/** An image or audio file passed to the model with a prompt. Media travel as paths, never as bytes. */
+export interface MediaInput {
+  kind: 'image' | 'audio';
+  /** file path (JPEG/PNG for images, WAV for audio) */
+  path: string;
+}
+
 export interface RuntimeLoadOptions {
+  /** which runtime loads the model; the worker unloads any other first */
+  runtime: RuntimeName;
   /** GGUF file of the model */
   modelPath: string;
   /** projector GGUF for images/audio, when the runtime takes media */
@@ -30,6 +48,11 @@ export interface ModelInfo {
   /** GGUF architecture, e.g. gemma3n */
   architecture: string;
   capabilities: RuntimeCapabilities;
+  /**
+   * Why a configured projector is not in use (missing file, width mismatch with the model, failed init):
+   * the model still serves text, and media jobs wait with this reason.
+   */
+  projectorError?: string | undefined;
 }
 
 export interface RuntimeCapabilities {
@@ -39,7 +62,10 @@ export interface RuntimeCapabilities {
 }
 
 export interface GenerateRequest {
+  /** the whole prompt, chat turns included; one {@link MEDIA_MARKER} per media item */
   prompt: string;
+  /** images/audio for the markers in `prompt`; a runtime without the capability throws CapabilityError */
+  media?: readonly MediaInput[] | undefined;
   /** constrains generation to JSON of this schema */
   schema?: JsonSchema | undefined;
   maxTokens: number;
@@ -65,4 +91,15 @@ export interface Runtime {
   generate(request: GenerateRequest): Promise<GenerateResult>;
   /** Frees the model; safe to call twice. */
   unload(): Promise<void>;
+}
+
+/** The resident model cannot take a media kind a request carries (no projector, or the wrong one). */
+export class CapabilityError extends Error {
+  override readonly name = 'CapabilityError';
+  constructor(
+    readonly capability: 'image' | 'audio',
+    message: string,
+  ) {
+    super(message);
+  }
 }
