@@ -1,4 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Fastify from 'fastify';
 import type { Logger } from '../common/index.js';
@@ -12,6 +14,8 @@ export interface ApiServerOptions {
   /** Bearer token for every route but /healthz; absent: no authentication (loopback only). */
   token?: string | undefined;
   queries: StoreQueries;
+  /** Absolute path of a stored media file (thumbnails, clips). */
+  mediaFile: (path: string) => string;
   /** The gateway's state for /api/status. */
   status: () => Record<string, unknown>;
   /** Readiness checks for /readyz: name -> ok. */
@@ -188,6 +192,41 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     },
   );
 
+  const resultParams = {
+    type: 'object',
+    properties: { id: { type: 'string', minLength: 1, maxLength: 64 } },
+  } as const;
+
+  app.get('/api/results/:id', { schema: { params: resultParams } }, async (request, reply) => {
+    const row = options.queries.result((request.params as { id: string }).id);
+    if (!row) return notFound(reply, 'no result with this id');
+    const { media, ...rest } = row;
+    return {
+      ...rest,
+      ts: new Date(row.ts).toISOString(),
+      createdAt: new Date(row.createdAt).toISOString(),
+      media: media ? `/api/results/${row.id}/media` : null,
+    };
+  });
+
+  // The result's thumbnail (frames). Its file may be gone to media retention: 404 with the reason.
+  app.get('/api/results/:id/media', { schema: { params: resultParams } }, async (request, reply) => {
+    const row = options.queries.result((request.params as { id: string }).id);
+    if (!row) return notFound(reply, 'no result with this id');
+    if (!row.media) return notFound(reply, 'this result has no media');
+    const type = MEDIA_TYPES[extname(row.media)];
+    let body: Buffer;
+    try {
+      body = await readFile(options.mediaFile(row.media));
+    } catch {
+      return notFound(reply, 'the media file was deleted by retention (store.mediaDays, store.mediaMaxBytes)');
+    }
+    return reply
+      .header('content-type', type ?? 'application/octet-stream')
+      .header('cache-control', 'private, max-age=86400, immutable')
+      .send(body);
+  });
+
   await app.listen({ host: options.host, port: options.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
@@ -206,6 +245,15 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 
 function eventJson(row: EventRow) {
   return { ...row, ts: new Date(row.ts).toISOString(), createdAt: new Date(row.createdAt).toISOString() };
+}
+
+const MEDIA_TYPES: Readonly<Record<string, string>> = {
+  '.jpg': 'image/jpeg',
+  '.wav': 'audio/wav',
+};
+
+async function notFound(reply: { code(n: number): { send(body: unknown): unknown } }, message: string) {
+  return reply.code(404).send({ error: 'not-found', message });
 }
 
 async function badRequest(reply: { code(n: number): { send(body: unknown): unknown } }, message: string) {

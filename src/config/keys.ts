@@ -16,6 +16,7 @@ type AnySchema = z.ZodType;
 
 interface Def {
   type: string;
+  values?: readonly unknown[];
   innerType?: AnySchema;
   shape?: Record<string, AnySchema>;
   in?: AnySchema;
@@ -69,7 +70,11 @@ export function configKeys(schema: AnySchema, prefix = 'OUTPOST'): ConfigKey[] {
       path,
       // A key may carry a shorter name of the product contract (OUTPOST_MODEL for model.name).
       env: env ?? [prefix, ...path.map(envWord)].join('_'),
-      type: leafType(def.type),
+      // A literal of numbers (frames.size: 256 | 512 | 768) is read from the environment as a number.
+      type:
+        def.type === 'literal' && def.values?.every((v) => typeof v === 'number')
+          ? 'number'
+          : leafType(def.type),
       secret,
       description,
     });

@@ -5,7 +5,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { type ConfigKey, configKeys } from './keys.js';
-import { type Config, configSchema } from './schema.js';
+import { type Config, configSchema, routeMaxBytes } from './schema.js';
 
 export interface LoadConfigOptions {
   /** Config file given with --config; it must exist. Absent: $OUTPOST_CONFIG, else ./outpost.yaml if present. */
@@ -48,6 +48,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     dataDir: resolve(cwd, parsed.dataDir),
     gatewayId,
     mqtt: { ...parsed.mqtt, clientId: parsed.mqtt.clientId ?? `outpost-${gatewayId}` },
+    // Each route's payload limit, its kind's default filled in, so --print-config shows it.
+    ingest: {
+      ...parsed.ingest,
+      routes: parsed.ingest.routes.map((route) => ({ ...route, maxBytes: routeMaxBytes(route) })),
+    },
     http: { ...parsed.http, host: parsed.http.host ?? (parsed.http.token ? '0.0.0.0' : '127.0.0.1') },
   };
   problems.push(...crossChecks(config));
@@ -154,6 +159,12 @@ function describeIssue(
       })
       .join('\n');
   }
+  if (issue.code === 'invalid_key') {
+    // A record's key (a camera name): say what is wrong with the key, not with its value.
+    const key = path.at(-1) ?? '';
+    const why = issue.issues.map((i) => i.message).join('; ');
+    return `${envName ?? label}: ${dotted}: the key ${show(key)} is not ${why}`;
+  }
   const secret = CONFIG_KEYS.some((k) => k.secret && k.path.join('.') === dotted);
   const found = valueAt(raw, path);
   const expected = issue.message.replace(/^Invalid input: /, '').replace(/, received \w+$/, '');
@@ -190,6 +201,11 @@ function crossChecks(config: Config): string[] {
     if (route.kind === 'sensor' && (captures < 1 || captures > 2)) {
       problems.push(
         `ingest.routes.${route.name}.filter: a sensor route captures the device (and metric) with 1-2 wildcards`,
+      );
+    }
+    if (route.kind === 'frame' && (captures !== 1 || route.filter.includes('#'))) {
+      problems.push(
+        `ingest.routes.${route.name}.filter: a frame route captures the camera with exactly one "+"`,
       );
     }
   }

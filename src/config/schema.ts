@@ -25,6 +25,53 @@ const taskOverride = z.strictObject({
     .describe('Replaces the JSON schema that constrains and validates the output.'),
 });
 
+/** A camera's name is a topic level and a folder name under <dataDir>/media. */
+export const CAMERA_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Change-gating settings, without defaults (a camera's override sets only what it changes). */
+const gateFields = {
+  mode: z
+    .enum(['change', 'off'])
+    .describe(
+      'change: a frame reaches the model only when it differs from the last accepted one; off: every ' +
+        'frame does (still at most one per minInterval). Default change.',
+    ),
+  threshold: z
+    .number()
+    .min(0)
+    .max(0.99)
+    .describe(
+      'Share of the pixels of a 32x32 grey copy that must differ (by more than the noise floor) for a ' +
+        'frame to count as changed. Default 0.02.',
+    ),
+  minInterval: z
+    .number()
+    .min(0)
+    .describe('At most one frame per camera reaches the model per this interval. Unit: seconds. Default 1.'),
+  cooldown: z
+    .number()
+    .min(0)
+    .describe(
+      'After a changed frame, further changes within this are dropped (a force frame bypasses it). ' +
+        'Unit: seconds. Default 10.',
+    ),
+};
+
+const gateSchema = z.strictObject({
+  mode: gateFields.mode.default('change'),
+  threshold: gateFields.threshold.default(0.02),
+  minInterval: gateFields.minInterval.default(1),
+  cooldown: gateFields.cooldown.default(10),
+});
+
+const cameraSchema = z.strictObject({
+  mode: gateFields.mode.optional(),
+  threshold: gateFields.threshold.optional(),
+  minInterval: gateFields.minInterval.optional(),
+  cooldown: gateFields.cooldown.optional(),
+  prompt: z.string().min(1).optional().describe("Replaces the frame task's prompt for this camera."),
+});
+
 const routeSchema = z
   .strictObject({
     name: z
@@ -37,23 +84,29 @@ const routeSchema = z
       .refine((f) => !/[#+]/.test(f.replace(/(^|\/)[+#](?=\/|$)/g, '')), 'wildcards must fill a whole level')
       .describe(
         'MQTT topic filter. For sensors the wildcards capture the device, then the metric: `sensors/+/+` ' +
-          'takes a value per message, `sensors/+` an object of metrics.',
+          'takes a value per message, `sensors/+` an object of metrics. For frames the one wildcard ' +
+          'captures the camera: `cameras/+/frame`.',
       ),
-    kind: z.enum(['sensor']).describe('Which pipeline stage decodes this route.'),
+    kind: z.enum(['sensor', 'frame']).describe('Which pipeline stage decodes this route.'),
     maxBytes: z
       .number()
       .int()
       .positive()
-      .default(65536)
-      .describe('Largest accepted payload; a larger one is rejected unread. Unit: bytes. Default 65536.'),
+      .optional()
+      .describe(
+        'Largest accepted payload; a larger one is rejected unread. Unit: bytes. Default 65536 for ' +
+          'sensor routes, 8 MiB for frame routes.',
+      ),
     tasks: z
       .strictObject({
         explain: taskOverride.optional().describe('The anomaly explanation of this route.'),
         digest: taskOverride.optional().describe('The periodic device digest of this route.'),
+        frame: taskOverride.optional().describe('The description of a camera frame of this route.'),
       })
       .optional()
       .describe(
-        'Per task (explain: an anomaly, digest: a device period), a prompt and/or schema of this route.',
+        'Per task (explain: an anomaly, digest: a device period, frame: a camera frame), a prompt and/or ' +
+          'schema of this route.',
       ),
   })
   .describe('A topic route: filter -> kind -> decoder.');
@@ -139,6 +192,7 @@ export const configSchema = z
           .default([
             { name: 'sensor-metric', filter: 'sensors/+/+', kind: 'sensor', maxBytes: 65536 },
             { name: 'sensor-device', filter: 'sensors/+', kind: 'sensor', maxBytes: 65536 },
+            { name: 'camera-frame', filter: 'cameras/+/frame', kind: 'frame', maxBytes: 8 * 1024 * 1024 },
           ])
           .describe('Topic routes. Environment: a JSON array.'),
         duplicateWindow: seconds(
@@ -191,6 +245,66 @@ export const configSchema = z
           .prefault({}),
       })
       .prefault({}),
+    frames: z
+      .strictObject({
+        size: z
+          .literal([256, 512, 768])
+          .default(512)
+          .describe(
+            "Edge of the square image the model gets (Gemma 3n's vision encoder takes 256, 512 or 768). Default 512.",
+          ),
+        fit: z
+          .enum(['letterbox', 'crop'])
+          .default('letterbox')
+          .describe(
+            'letterbox: the whole frame inside the square with black bars; crop: the centre square only. ' +
+              'Default letterbox.',
+          ),
+        thumbnailSize: z
+          .number()
+          .int()
+          .min(32)
+          .max(1024)
+          .default(320)
+          .describe('Longest side of the stored thumbnail. Unit: pixels. Default 320.'),
+        jpegQuality: z
+          .number()
+          .int()
+          .min(30)
+          .max(100)
+          .default(85)
+          .describe('JPEG quality of the model input and the thumbnail. Default 85.'),
+        maxPixels: z
+          .number()
+          .int()
+          .positive()
+          .default(25_000_000)
+          .describe(
+            'Largest width x height accepted, read from the image header before any pixel is decoded ' +
+              '(decompression bombs). Default 25000000.',
+          ),
+        maxCameras: z
+          .number()
+          .int()
+          .positive()
+          .default(64)
+          .describe(
+            'Cameras tracked at most; frames of further new cameras are rejected (each keeps a reference ' +
+              'image). Default 64.',
+          ),
+        gate: gateSchema.prefault({}).describe('Change gating of every camera (per camera: frames.cameras).'),
+        cameras: z
+          .record(
+            z.string().regex(CAMERA_NAME, 'a camera name (letters, digits, ".", "-", "_")'),
+            cameraSchema,
+          )
+          .default({})
+          .describe(
+            'Per camera (the topic level the route captures), gate settings and a prompt that replace the ' +
+              'defaults above. Environment: a JSON object.',
+          ),
+      })
+      .prefault({}),
     store: z
       .strictObject({
         synchronous: z
@@ -219,6 +333,20 @@ export const configSchema = z
           .positive()
           .default(365)
           .describe('Events and windows kept. Unit: days. Default 365.'),
+        mediaDays: z
+          .number()
+          .positive()
+          .default(30)
+          .describe('Thumbnails and clips older than this are deleted. Unit: days. Default 30.'),
+        mediaMaxBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(1024 * 1024 * 1024)
+          .describe(
+            'Thumbnails, clips and model inputs under <dataDir>/media take at most this; past it the oldest ' +
+              'are deleted. Unit: bytes. Default 1 GiB.',
+          ),
       })
       .prefault({}),
     outbox: z
@@ -280,6 +408,13 @@ export const configSchema = z
           .describe(
             'The model: a GGUF path, or a catalog name (`outpost model list`). Absent: the largest catalog ' +
               'model already in model.dir. Environment: OUTPOST_MODEL.',
+          ),
+        runtime: z
+          .enum(['auto', 'node-llama-cpp', 'llama.node'])
+          .default('auto')
+          .describe(
+            'Which llama.cpp runtime holds the model. auto: llama.node (libmtmd: images, audio) when ' +
+              'model.mmproj is present, else node-llama-cpp (text). Default auto.',
           ),
         mmproj: z
           .string()
@@ -378,6 +513,15 @@ export const configSchema = z
 export type ConfigInput = z.input<typeof configSchema>;
 /** A route after validation. */
 export type RouteConfig = z.output<typeof routeSchema>;
+
+/** Default payload limit of each route kind, bytes. */
+const DEFAULT_MAX_BYTES: Readonly<Record<RouteConfig['kind'], number>> = {
+  sensor: 64 * 1024,
+  frame: 8 * 1024 * 1024,
+};
+
+/** A route's payload limit: its own, else its kind's default. */
+export const routeMaxBytes = (route: RouteConfig): number => route.maxBytes ?? DEFAULT_MAX_BYTES[route.kind];
 
 type Parsed = z.output<typeof configSchema>;
 

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { startApiServer } from '../api/index.js';
 import { type Clock, type Logger, systemClock, type Timer } from '../common/index.js';
-import type { Config } from '../config/index.js';
+import { type Config, routeMaxBytes } from '../config/index.js';
 import type { MemoryProbe } from '../inference/index.js';
 import { Intake, MqttConnection, startEmbeddedBroker } from '../ingest/index.js';
-import { Pipeline } from '../pipeline/index.js';
+import { type FrameStageOptions, Pipeline } from '../pipeline/index.js';
 import { Findings, type HealthMessage, OutboxDrain, wireTopics } from '../publish/index.js';
 import { Store } from '../store/index.js';
 import { startInference } from './inference.js';
@@ -75,6 +75,9 @@ export class Daemon {
       });
       const store = parts.store;
       logger.info({ file: store.file, journalPending: store.pendingJournalCount() }, 'store open');
+      // Files a crashed run wrote but never committed.
+      const orphans = await store.media.sweepOrphans();
+      if (orphans > 0) logger.info({ files: orphans }, 'media files no row references were deleted');
       check();
 
       const topics = wireTopics(config.mqtt.topicPrefix, config.gatewayId);
@@ -115,6 +118,7 @@ export class Daemon {
           maxSeries: config.sensors.maxSeries,
           history: (device, metric, n) => store.recentValues(device, metric, n),
         },
+        frames: frameStageOptions(config, store),
       });
       parts.pipeline.start();
       parts.intake = new Intake({
@@ -188,6 +192,7 @@ export class Daemon {
         port: config.http.port,
         token: config.http.token,
         queries: store.queries,
+        mediaFile: (path) => store.media.resolve(path),
         status: () => daemon.current?.status() ?? {},
         readiness: () => ({ store: !store.closed, broker: parts.connection?.connected === true }),
         logger,
@@ -251,6 +256,8 @@ export class Daemon {
         },
       },
       memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
+      media: { ...p.store.media.totals(), maxBytes: config.store.mediaMaxBytes },
+      frames: { ...p.pipeline.stats().frames, superseded: p.findings.stats().superseded },
       model: p.inference ? p.inference.engine.status() : { state: 'disabled' },
       jobs: { ...p.store.jobs.counts(), runner: p.inference?.runner.stats() ?? null },
     };
@@ -310,9 +317,17 @@ export class Daemon {
             eventsBefore: now - config.store.eventsDays * day,
           });
           const finishedJobs = p.store.jobs.prune(now - config.store.eventsDays * day);
+          const media = p.store.media.expired({
+            before: now - config.store.mediaDays * day,
+            maxBytes: config.store.mediaMaxBytes,
+          });
+          if (media.length > 0) {
+            p.store.transaction(() => p.store.media.forget(media));
+            void p.store.media.unlink(media);
+          }
           const expired = p.store.outbox.expire(now);
-          if (removed + expired + finishedJobs > 0) {
-            logger.debug({ removed, expired, finishedJobs }, 'retention pruned');
+          if (removed + expired + finishedJobs + media.length > 0) {
+            logger.debug({ removed, expired, finishedJobs, mediaFiles: media.length }, 'retention pruned');
           }
         } catch (error) {
           logger.error({ err: error }, 'retention failed');
@@ -362,6 +377,43 @@ export class Daemon {
     logger.info({ code }, 'stopped');
     return code;
   }
+}
+
+/** The frame stage's settings from the config (seconds to ms). */
+function frameStageOptions(config: Config, store: Store): FrameStageOptions {
+  const f = config.frames;
+  const ms = (seconds: number | undefined) => (seconds === undefined ? undefined : seconds * 1000);
+  const routes = new Map(config.ingest.routes.map((r) => [r.name, routeMaxBytes(r)]));
+  return {
+    size: f.size,
+    fit: f.fit,
+    thumbnailSize: f.thumbnailSize,
+    jpegQuality: f.jpegQuality,
+    maxPixels: f.maxPixels,
+    maxCameras: f.maxCameras,
+    gate: {
+      mode: f.gate.mode,
+      threshold: f.gate.threshold,
+      minIntervalMs: f.gate.minInterval * 1000,
+      cooldownMs: f.gate.cooldown * 1000,
+    },
+    cameras: Object.fromEntries(
+      Object.entries(f.cameras).map(([camera, c]) => [
+        camera,
+        {
+          ...(c.mode !== undefined && { mode: c.mode }),
+          ...(c.threshold !== undefined && { threshold: c.threshold }),
+          ...(c.minInterval !== undefined && { minIntervalMs: ms(c.minInterval) }),
+          ...(c.cooldown !== undefined && { cooldownMs: ms(c.cooldown) }),
+          ...(c.prompt !== undefined && { prompt: c.prompt }),
+        },
+      ]),
+    ),
+    media: store.media,
+    // Without inference, frames are gated and counted, but nothing is written or queued.
+    describe: config.inference.enabled,
+    maxBytes: (route) => routes.get(route) ?? routeMaxBytes({ name: route, filter: '', kind: 'frame' }),
+  };
 }
 
 function round(x: number) {

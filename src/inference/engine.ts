@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Clock, Logger } from '../common/index.js';
 import type { MemoryGovernor } from './governor/governor.js';
 import type { Decision, VariantOption } from './governor/planner.js';
-import type { GenerateRequest, GenerateResult, ModelInfo } from './runtime.js';
+import type { GenerateRequest, GenerateResult, ModelInfo, RuntimeName } from './runtime.js';
 import type { ModelEstimate } from './worker/protocol.js';
 import type { WorkerSupervisor } from './worker/supervisor.js';
 
@@ -23,6 +23,8 @@ export interface InferenceEngineOptions {
   /** Largest first is not required: they are ranked by estimated size. */
   variants: readonly ModelVariant[];
   contextSizes: readonly number[];
+  /** auto: llama.node (libmtmd) when the variant's projector is there, else node-llama-cpp */
+  runtime: 'auto' | RuntimeName;
   threads: number;
   gpu: 'auto' | false;
   /** Shown while no model file is there: how to get one. */
@@ -47,7 +49,14 @@ export class InferenceEngine {
   readonly #governor: MemoryGovernor;
   #estimates = new Map<string, ModelEstimate>();
   #current:
-    | { variant: ModelVariant; contextSize: number; info: ModelInfo; estimatedBytes: number }
+    | {
+        variant: ModelVariant;
+        contextSize: number;
+        info: ModelInfo;
+        estimatedBytes: number;
+        /** whether the projector file was there at load: one that appears later triggers a reload */
+        projectorPresent: boolean;
+      }
     | undefined;
   #state: EngineState = 'idle';
   #reason = '';
@@ -75,6 +84,17 @@ export class InferenceEngine {
     return this.#reason;
   }
 
+  /** What the resident model takes besides text; nothing while none is resident. */
+  get capabilities(): { image: boolean; audio: boolean } {
+    const c = this.#current?.info.capabilities;
+    return { image: c?.image ?? false, audio: c?.audio ?? false };
+  }
+
+  /** Why the resident model's projector is not in use, when one is configured. */
+  get projectorError(): string | undefined {
+    return this.#current?.info.projectorError;
+  }
+
   /**
    * Between jobs: applies the governor's decision. Resolves true when a model is resident afterwards;
    * false with `reason` set (no file, nothing fits the budget).
@@ -96,30 +116,41 @@ export class InferenceEngine {
     if (decision.action === 'keep' || !target) {
       return current ? this.#set('ready', '') : this.#set('over-budget', decision.reason);
     }
-    if (current && current.variant.id === target.id && current.contextSize === target.contextSize) {
+    if (
+      current &&
+      current.variant.id === target.id &&
+      current.contextSize === target.contextSize &&
+      !this.#projectorAppeared(current.variant, current.projectorPresent)
+    ) {
       return this.#set('ready', '');
     }
     const variant = this.#o.variants.find((v) => v.id === target.id)!;
     signal?.throwIfAborted();
     this.#state = 'loading';
     const { supervisor, logger } = this.#o;
+    const choice = this.#runtimeFor(variant);
+    // One resident model: the worker unloads the old one (and drops its runtime) before loading.
     const reply = await supervisor.request({
       type: 'load',
       options: {
-        runtime: 'node-llama-cpp',
+        runtime: choice.runtime,
         modelPath: variant.path,
-        mmprojPath: variant.mmproj,
+        mmprojPath: choice.mmproj,
         contextSize: target.contextSize,
         threads: this.#o.threads,
         gpu: this.#o.gpu,
       },
     });
+    const info = { ...reply.info, projectorError: reply.info.projectorError ?? choice.projectorError };
     this.#current = {
       variant,
       contextSize: target.contextSize,
-      info: reply.info,
+      info,
       estimatedBytes: target.estimatedBytes,
+      projectorPresent: variant.mmproj !== undefined && existsSync(variant.mmproj),
     };
+    if (info.projectorError)
+      logger.warn({ reason: info.projectorError }, 'model loaded without its projector');
     this.#governor.recordLoaded(variant.id, target.contextSize, target.estimatedBytes, reply.rssBytes);
     logger.info(
       {
@@ -129,6 +160,8 @@ export class InferenceEngine {
         workerRssBytes: reply.rssBytes,
         loadMs: Math.round(reply.loadMs),
         gpu: reply.info.gpu,
+        runtime: reply.info.runtime,
+        capabilities: reply.info.capabilities,
       },
       'model loaded',
     );
@@ -157,6 +190,8 @@ export class InferenceEngine {
       runtime: c?.info.runtime ?? null,
       gpu: c?.info.gpu ?? null,
       capabilities: c?.info.capabilities ?? null,
+      projector: c?.variant.mmproj ?? null,
+      projectorError: c?.info.projectorError ?? null,
       worker: {
         pid: this.#o.supervisor.pid ?? null,
         alive: this.#o.supervisor.alive,
@@ -221,16 +256,69 @@ export class InferenceEngine {
     }
   }
 
+  /**
+   * Which runtime loads a variant. auto: llama.node when its projector file is there (images, audio),
+   * else node-llama-cpp (text); a projector that cannot be used is reported, the model still serves text.
+   */
+  #runtimeFor(variant: ModelVariant): { runtime: RuntimeName; mmproj?: string; projectorError?: string } {
+    const configured = this.#o.runtime;
+    const mmproj = variant.mmproj;
+    if (configured === 'node-llama-cpp') {
+      return {
+        runtime: configured,
+        ...(mmproj && {
+          projectorError: `model.runtime is node-llama-cpp, which takes no images or audio: set it to auto or llama.node to use ${basename(mmproj)}`,
+        }),
+      };
+    }
+    const present = mmproj !== undefined && existsSync(mmproj);
+    if (configured === 'llama.node' || present) return { runtime: 'llama.node', ...(mmproj && { mmproj }) };
+    return {
+      runtime: 'node-llama-cpp',
+      ...(mmproj && { projectorError: `the projector file ${mmproj} is not there (yet)` }),
+    };
+  }
+
+  /** A configured projector file that was missing at load is there now: reload to take media. */
+  #projectorAppeared(variant: ModelVariant, presentAtLoad: boolean): boolean {
+    return (
+      !presentAtLoad &&
+      this.#o.runtime !== 'node-llama-cpp' &&
+      variant.mmproj !== undefined &&
+      existsSync(variant.mmproj)
+    );
+  }
+
   #variantOptions(): VariantOption[] {
     const present = this.#o.variants.filter((v) => this.#estimates.has(v.path));
     const largest = (v: ModelVariant) =>
       Math.max(...this.#estimates.get(v.path)!.perContext.map((p) => p.bytes));
     return present
       .sort((a, b) => largest(a) - largest(b))
-      .map((v, rank) => ({
-        id: v.id,
-        rank,
-        estimates: [...this.#estimates.get(v.path)!.perContext].sort((a, b) => b.contextSize - a.contextSize),
-      }));
+      .map((v, rank) => {
+        const projector = projectorBytes(v.mmproj);
+        return {
+          id: v.id,
+          rank,
+          estimates: [...this.#estimates.get(v.path)!.perContext]
+            .sort((a, b) => b.contextSize - a.contextSize)
+            .map((p) => ({ contextSize: p.contextSize, bytes: p.bytes + projector })),
+        };
+      });
+  }
+}
+
+/**
+ * What a projector adds to the resident size: its weights (the file) plus the vision encoder's compute
+ * buffers, taken as a quarter of the weights and 64 MiB. A first guess the governor corrects with the
+ * worker's measured RSS after each load.
+ */
+function projectorBytes(mmproj: string | undefined): number {
+  if (mmproj === undefined) return 0;
+  try {
+    const size = statSync(mmproj).size;
+    return Math.round(size * 1.25) + 64 * 1024 * 1024;
+  } catch {
+    return 0;
   }
 }

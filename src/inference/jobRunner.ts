@@ -1,7 +1,9 @@
+import { existsSync } from 'node:fs';
 import { Ajv, type ValidateFunction } from 'ajv';
 import type { Clock, Logger, Timer } from '../common/index.js';
 import type { DeviceSeriesSummary, EventRow, JobRow, JobTable } from '../store/index.js';
 import type { Generation, InferenceEngine } from './engine.js';
+import type { MediaInput } from './runtime.js';
 import { renderPrompt, type TaskDefinition, type TaskName, validationSchema } from './tasks.js';
 
 /** The stored data a job's prompt is built from. */
@@ -31,6 +33,8 @@ export interface JobResult {
 /** Stores a result, marks its job done and queues its message, in one transaction. */
 export interface ResultSink {
   recordResult(result: JobResult): void;
+  /** a job ended without a result (failed): what it kept (media files) can go */
+  discardJobMedia(job: JobRow): void;
 }
 
 export interface JobRunnerOptions {
@@ -38,6 +42,8 @@ export interface JobRunnerOptions {
   context: JobContextSource;
   engine: InferenceEngine;
   results: ResultSink;
+  /** absolute path of a job's media file (stored relative to the media folder) */
+  mediaPath: (path: string) => string;
   /** The task of a job, with its route's prompt/schema overrides applied. */
   task: (name: TaskName, route: string | null) => TaskDefinition;
   maxTokens: number;
@@ -61,8 +67,9 @@ export interface JobRunnerStats {
 
 /**
  * Runs queued jobs one at a time through the resident model: the governor decides between jobs, a job
- * that finds no model waits in `waiting-model` (visible in status and the API), a crashed or timed-out
- * generation is retried, a job failing `maxAttempts` times is failed with its reason.
+ * that finds no model waits in `waiting-model` (visible in status and the API), a job whose media the
+ * resident model cannot take waits in `waiting-capability` until one that can is resident, a crashed or
+ * timed-out generation is retried, a job failing `maxAttempts` times is failed with its reason.
  */
 export class JobRunner {
   readonly #o: JobRunnerOptions;
@@ -106,15 +113,13 @@ export class JobRunner {
     while (!this.#stopped) {
       const job = jobs.next();
       if (!job) {
-        await this.#sleep();
+        // Jobs waiting for a capability: look again now and then (a projector copied in, a variant switch).
+        const waiting = jobs.kindsWaitingCapability();
+        if (waiting.length > 0 && (await this.#prepare()) && this.#wakeCapable(waiting) > 0) continue;
+        await this.#sleep(waiting.length > 0 ? (this.#o.retryModelMs ?? 10_000) : undefined);
         continue;
       }
-      let ready = false;
-      try {
-        ready = await engine.prepare();
-      } catch (error) {
-        logger.error({ err: error }, 'preparing the model failed');
-      }
+      const ready = await this.#prepare();
       if (!ready) {
         const parked = jobs.parkAll(engine.reason || 'no model resident', clock.now());
         if (parked > 0) logger.info({ jobs: parked, reason: engine.reason }, 'jobs wait for a model');
@@ -122,11 +127,52 @@ export class JobRunner {
         if (!this.#stopped) jobs.wakeWaiting(clock.now());
         continue;
       }
-      await this.#runJob(job);
+      this.#wakeCapable(jobs.kindsWaitingCapability());
+      const task = this.#o.task(job.kind as TaskName, job.route);
+      const missing = task.media && !engine.capabilities[task.media];
+      if (missing) {
+        jobs.set(job.id, 'waiting-capability', this.#capabilityReason(task.media!), clock.now());
+        logger.info(
+          { job: job.id, kind: job.kind, reason: engine.projectorError },
+          'job waits for a capability',
+        );
+        continue;
+      }
+      await this.#runJob(job, task);
     }
   }
 
-  async #runJob(job: JobRow) {
+  async #prepare(): Promise<boolean> {
+    try {
+      return await this.#o.engine.prepare();
+    } catch (error) {
+      this.#o.logger.error({ err: error }, 'preparing the model failed');
+      return false;
+    }
+  }
+
+  /** Queues the waiting jobs of the kinds the resident model can now run; returns how many. */
+  #wakeCapable(kinds: readonly string[]): number {
+    const { jobs, engine, clock, logger } = this.#o;
+    let woken = 0;
+    for (const kind of kinds) {
+      const media = this.#o.task(kind as TaskName, null).media;
+      if (media && !engine.capabilities[media]) continue;
+      const n = jobs.wakeKind(kind, clock.now());
+      if (n > 0) logger.info({ kind, jobs: n }, 'the resident model can run waiting jobs');
+      woken += n;
+    }
+    return woken;
+  }
+
+  #capabilityReason(media: 'image' | 'audio'): string {
+    const why = this.#o.engine.projectorError;
+    return `the resident model takes no ${media === 'image' ? 'images' : 'audio'}: ${
+      why ?? 'configure a projector for it (model.mmproj, OUTPOST_MMPROJ)'
+    }`;
+  }
+
+  async #runJob(job: JobRow, task: TaskDefinition) {
     const { jobs, engine, clock, logger, results } = this.#o;
     const started = clock.monotonic();
     jobs.start(job.id, clock.now());
@@ -134,10 +180,14 @@ export class JobRunner {
     const controller = new AbortController();
     this.#current = controller;
     try {
-      const task = this.#o.task(job.kind as TaskName, job.route);
-      const { input, ts } = this.#input(job);
+      const { input, ts, prompt, media } = this.#input(job);
       const generation = await engine.generate(
-        { prompt: renderPrompt(task, input), schema: task.schema, maxTokens: this.#o.maxTokens },
+        {
+          prompt: renderPrompt(prompt ? { ...task, prompt } : task, input),
+          schema: task.schema,
+          maxTokens: this.#o.maxTokens,
+          media,
+        },
         { signal: controller.signal, timeoutMs: this.#o.jobTimeoutMs },
       );
       if (generation.result.stopReason === 'maxTokens') {
@@ -171,6 +221,7 @@ export class JobRunner {
         jobs.set(job.id, 'queued', 'interrupted by a stop', clock.now());
       } else if (job.attempts + 1 >= this.#o.maxAttempts) {
         jobs.set(job.id, 'failed', `failed ${job.attempts + 1} times; last: ${reason}`, clock.now());
+        results.discardJobMedia(job);
         this.#stats.failed += 1;
         logger.error({ job: job.id, kind: job.kind, reason }, 'job failed');
       } else {
@@ -184,8 +235,26 @@ export class JobRunner {
     }
   }
 
-  #input(job: JobRow): { input: Record<string, unknown>; ts: number } {
+  #input(job: JobRow): {
+    input: Record<string, unknown>;
+    ts: number;
+    /** the job's own prompt (a frame's or its camera's) */
+    prompt?: string;
+    media?: MediaInput[];
+  } {
     const { context } = this.#o;
+    if (job.kind === 'frame') {
+      const i = job.input as { ts: number; input: string; width: number; height: number; prompt?: string };
+      const path = this.#o.mediaPath(i.input);
+      if (!existsSync(path))
+        throw new Error(`the frame's image ${i.input} is no longer stored (media retention)`);
+      return {
+        ts: i.ts,
+        input: { camera: job.source, at: new Date(i.ts).toISOString(), width: i.width, height: i.height },
+        ...(i.prompt === undefined ? {} : { prompt: i.prompt }),
+        media: [{ kind: 'image', path }],
+      };
+    }
     if (job.kind === 'explain') {
       const event = context.event(Number(job.input.eventId));
       if (!event) throw new Error(`event ${String(job.input.eventId)} is no longer stored`);

@@ -1,4 +1,4 @@
-import type { JsonSchema } from './runtime.js';
+import { type JsonSchema, MEDIA_MARKER } from './runtime.js';
 
 /** What a job asks of the model: a prompt template and the JSON schema that constrains the answer. */
 export interface TaskDefinition {
@@ -7,9 +7,14 @@ export interface TaskDefinition {
   /** `{{input}}` is replaced by the job data as JSON */
   prompt: string;
   schema: JsonSchema;
+  /** the media kind the job passes to the model; only a model with that capability runs it */
+  media?: 'image' | 'audio' | undefined;
 }
 
-export type TaskName = 'explain' | 'digest';
+export type TaskName = 'explain' | 'digest' | 'frame';
+
+/** Task names, for checks on stored job kinds. */
+export const TASK_NAMES: readonly TaskName[] = ['explain', 'digest', 'frame'];
 
 /**
  * Strings are bounded: a Pi decodes 6-8 tokens/s, so an answer must stay short, and the bound keeps a
@@ -50,12 +55,45 @@ export const DEFAULT_TASKS: Readonly<Record<TaskName, TaskDefinition>> = {
       },
     },
   },
+  frame: {
+    resultKind: 'frame',
+    media: 'image',
+    prompt:
+      'You watch a fixed camera of a field installation. Describe what the image shows in one sentence, ' +
+      'list the kinds of objects you see with their counts, count the people, and raise an alert only ' +
+      'for something an operator must look at now (intrusion, fire, smoke, a fall, damage, an animal in ' +
+      'a fenced area), with the reason (empty when there is no alert). Give your confidence in percent. ' +
+      'Answer in JSON.\n\n{{input}}',
+    schema: {
+      type: 'object',
+      properties: {
+        description: text(240),
+        objects: {
+          type: 'array',
+          maxItems: 8,
+          items: {
+            type: 'object',
+            properties: { label: text(40), count: { type: 'integer', minimum: 0, maximum: 999 } },
+          },
+        },
+        people: { type: 'integer', minimum: 0, maximum: 999 },
+        alert: { type: 'boolean' },
+        alertReason: text(120),
+        // An integer percentage: llama.cpp grammars bound integers, not decimals.
+        confidence: { type: 'integer', minimum: 0, maximum: 100 },
+      },
+    },
+  },
 };
 
-/** Gemma's chat turns around the task prompt with its input filled in. */
+/**
+ * Gemma's chat turns around the task prompt with its input filled in; a task that carries media gets its
+ * marker first, where the model sees the image (or clip) before the question.
+ */
 export function renderPrompt(task: TaskDefinition, input: unknown): string {
   const body = task.prompt.replace('{{input}}', JSON.stringify(input, null, 1));
-  return `<start_of_turn>user\n${body}<end_of_turn>\n<start_of_turn>model\n`;
+  const media = task.media ? `${MEDIA_MARKER}\n` : '';
+  return `<start_of_turn>user\n${media}${body}<end_of_turn>\n<start_of_turn>model\n`;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IPublishPacket } from 'mqtt';
 import { type Clock, TopicFilter } from '../common/index.js';
-import type { RouteConfig } from '../config/index.js';
+import { type RouteConfig, routeMaxBytes } from '../config/index.js';
 import type { JournalEntry, NewJournalEntry } from '../store/index.js';
 import { RecentDigests } from './recentDigests.js';
 
@@ -175,14 +175,15 @@ export class Intake {
 
   #commitOne(s: Staged, counts: CommitCounts) {
     const { route, payload, packet, receivedAt } = s;
-    if (payload.length > route.maxBytes) {
+    const limit = routeMaxBytes(route);
+    if (payload.length > limit) {
       this.#stats.rejected[route.name]! += 1;
       this.options.rejects.reject({
         ts: receivedAt,
         route: route.name,
         topic: packet.topic,
         code: 'too-large',
-        reason: `payload of ${payload.length} bytes exceeds the route limit of ${route.maxBytes}`,
+        reason: `payload of ${payload.length} bytes exceeds the route limit of ${limit}`,
         size: payload.length,
       });
       return;

@@ -1,3 +1,10 @@
+export type {
+  AcceptedFrame,
+  CameraStats,
+  FrameStageOptions,
+  FrameStageStats,
+  GateSettings,
+} from './frameStage.js';
 export { Pipeline, type PipelineOptions, type PipelineStats } from './pipeline.js';
 export type { DetectorOptions } from './sensor/detector.js';
 export type { TimestampLimits } from './sensor/parse.js';

@@ -2,6 +2,7 @@ import type { Clock, Logger, Timer } from '../common/index.js';
 import { TopicFilter } from '../common/index.js';
 import type { RouteConfig } from '../config/index.js';
 import type { JournalEntry } from '../store/index.js';
+import { FrameStage, type FrameStageOptions, type FrameStageStats } from './frameStage.js';
 import { SensorStage, type SensorStageOptions } from './sensorStage.js';
 import { emptyBatch, type PipelineSink, type PipelineSource, type StageBatch } from './types.js';
 
@@ -10,6 +11,7 @@ export interface PipelineOptions {
   source: PipelineSource;
   sink: PipelineSink;
   sensors: SensorStageOptions;
+  frames: FrameStageOptions;
   /** Journal entries handled per transaction. */
   batchSize: number;
   clock: Clock;
@@ -26,27 +28,38 @@ export interface PipelineStats {
   series: number;
   /** failed batch commits (retried) */
   commitFailures: number;
+  frames: FrameStageStats;
 }
+
+/** Payload bytes of the entries ingest hands over in memory, at most; past it they are read back. */
+const HANDED_MAX_BYTES = 32 * 1024 * 1024;
 
 /**
  * Drains the journal in batches through the stage of each entry's route and commits each batch's
  * output in one transaction. Wakes on `notify()` after a commit, and on a timer for windows that close
- * by time.
+ * by time. Sensor entries are handled synchronously; a frame (decoded off the event loop by sharp) is
+ * committed in a batch of its own, so nothing else waits uncommitted while it is decoded.
  */
 export class Pipeline {
   readonly #sensors: SensorStage;
+  readonly #frames: FrameStage;
   readonly #routes: Map<string, { route: RouteConfig; filter: TopicFilter }>;
   readonly #stats = { processed: 0, rejected: 0, readings: 0, anomalies: 0, windows: 0, commitFailures: 0 };
   #scheduled = false;
   #lastId = 0;
   /** Entries ingest just committed, handed over in memory; the journal is read only to fill gaps. */
   #handed: JournalEntry[] = [];
+  #handedBytes = 0;
+  /** the drain in progress; notify() during it asks for another round */
+  #draining: Promise<number> | undefined;
+  #again = false;
   #ticker: Timer | undefined;
   #retry: Timer | undefined;
   #stopped = false;
 
   constructor(private readonly options: PipelineOptions) {
     this.#sensors = new SensorStage(options.sensors);
+    this.#frames = new FrameStage(options.frames);
     this.#routes = new Map(
       options.routes.map((route) => [route.name, { route, filter: new TopicFilter(route.filter) }]),
     );
@@ -65,29 +78,76 @@ export class Pipeline {
    * a gap (entries from before a restart, or a dropped hand-over) is filled from the journal.
    */
   notify(entries?: readonly JournalEntry[]): void {
-    // Bounded: a backlog beyond this many entries is read from the journal instead.
-    if (entries && this.#handed.length + entries.length <= this.options.batchSize * 20)
-      this.#handed.push(...entries);
+    if (entries) {
+      const bytes = entries.reduce((sum, e) => sum + e.payload.length, 0);
+      // Bounded: a backlog beyond this is read from the journal instead.
+      if (
+        this.#handed.length + entries.length <= this.options.batchSize * 20 &&
+        this.#handedBytes + bytes <= HANDED_MAX_BYTES
+      ) {
+        this.#handed.push(...entries);
+        this.#handedBytes += bytes;
+      }
+    }
+    if (this.#draining) this.#again = true;
     if (this.#scheduled || this.#stopped) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
-      this.drain();
+      void this.drain();
     });
   }
 
-  /** Processes every pending entry now, batch by batch; returns how many entries it handled. */
-  drain(): number {
+  /**
+   * Processes pending entries now, batch by batch, up to one full batch before yielding to the event loop
+   * (it then schedules itself again); resolves with how many entries it handled. One drain runs at a time:
+   * a call during one waits for it.
+   */
+  async drain(): Promise<number> {
+    if (this.#draining) return this.#draining;
+    this.#draining = this.#drain();
+    try {
+      return await this.#draining;
+    } finally {
+      this.#draining = undefined;
+      if (this.#again && !this.#stopped) {
+        this.#again = false;
+        this.notify();
+      }
+    }
+  }
+
+  async #drain(): Promise<number> {
     let handled = 0;
     for (;;) {
       const entries = this.#next();
       if (entries.length === 0) return handled;
-      const batch = emptyBatch();
-      for (const entry of entries) this.#process(entry, batch);
-      batch.throughId = entries.at(-1)!.id;
-      if (!this.#commit(batch, entries)) return handled;
-      this.#lastId = entries.at(-1)!.id;
-      handled += entries.length;
+      let batch = emptyBatch();
+      let from = 0;
+      // Commits entries[from..to) as one batch; false when the commit failed (they stay pending).
+      const commit = (to: number) => {
+        if (to === from) return true;
+        const part = entries.slice(from, to);
+        batch.throughId = part.at(-1)!.id;
+        if (!this.#commit(batch, part)) return false;
+        this.#lastId = batch.throughId;
+        handled += part.length;
+        from = to;
+        batch = emptyBatch();
+        return true;
+      };
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i]!;
+        const route = this.#route(entry, batch);
+        if (route?.kind !== 'frame') {
+          if (route) this.#sensors.process(entry, route.captures, batch);
+          continue;
+        }
+        if (!commit(i)) return handled;
+        await this.#frame(entry, route.captures, batch);
+        if (!commit(i + 1)) return handled;
+      }
+      if (!commit(entries.length)) return handled;
       // Yield to the event loop between batches so acknowledgements keep flowing under a backlog.
       if (entries.length === this.options.batchSize) {
         this.notify();
@@ -102,21 +162,27 @@ export class Pipeline {
     if (handed.length > 0 && handed[0]!.id <= this.#lastId) {
       handed = handed.filter((e) => e.id > this.#lastId);
       this.#handed = handed;
+      this.#handedBytes = handed.reduce((sum, e) => sum + e.payload.length, 0);
     }
     // Only the run that follows on without a gap (a dropped hand-over leaves one) comes from memory.
     let run = 0;
     while (run < handed.length && run < this.options.batchSize && handed[run]!.id === this.#lastId + 1 + run)
       run += 1;
-    if (run > 0) return handed.splice(0, run);
+    if (run > 0) {
+      const taken = handed.splice(0, run);
+      this.#handedBytes -= taken.reduce((sum, e) => sum + e.payload.length, 0);
+      return taken;
+    }
     return this.options.source.pendingJournal(this.options.batchSize, this.#lastId);
   }
 
-  /** Stops waking up; with `flush`, closes every open window into a last batch. */
-  stop(flush: boolean): void {
+  /** Stops waking up after draining what is pending; with `flush`, closes every open window into a last batch. */
+  async stop(flush: boolean): Promise<void> {
     this.#stopped = true;
     this.#ticker?.cancel();
     this.#retry?.cancel();
-    this.drain();
+    await this.#draining;
+    await this.drain();
     if (flush) {
       const batch = emptyBatch();
       batch.windows.push(...this.#sensors.closeWindows(this.options.clock.now(), true));
@@ -125,10 +191,16 @@ export class Pipeline {
   }
 
   stats(): PipelineStats {
-    return { ...this.#stats, late: this.#sensors.late, series: this.#sensors.seriesCount };
+    return {
+      ...this.#stats,
+      late: this.#sensors.late,
+      series: this.#sensors.seriesCount,
+      frames: this.#frames.stats(),
+    };
   }
 
-  #process(entry: JournalEntry, batch: StageBatch) {
+  /** The entry's route and its wildcard captures; undefined (and rejected) when it is gone. */
+  #route(entry: JournalEntry, batch: StageBatch) {
     const known = this.#routes.get(entry.route);
     const captures = known?.filter.match(entry.topic);
     if (!known || !captures) {
@@ -137,12 +209,24 @@ export class Pipeline {
         code: 'no-route',
         reason: `route "${entry.route}" is no longer configured`,
       });
-      return;
+      return undefined;
     }
-    switch (known.route.kind) {
-      case 'sensor':
-        this.#sensors.process(entry, captures, batch);
-        break;
+    return { kind: known.route.kind, captures };
+  }
+
+  /** A frame's failure of our own (say, its files cannot be written) rejects it: the pipeline goes on. */
+  async #frame(entry: JournalEntry, captures: readonly string[], batch: StageBatch) {
+    try {
+      await this.#frames.process(entry, captures, batch);
+    } catch (error) {
+      this.options.logger.error({ err: error, journalId: entry.id }, 'frame could not be processed');
+      batch.frames.length = 0;
+      batch.processed.length = 0;
+      batch.rejected.push({
+        journalId: entry.id,
+        code: 'frame-failed',
+        reason: `the frame could not be processed: ${(error as Error).message}`.slice(0, 199),
+      });
     }
   }
 

@@ -1,4 +1,5 @@
 import type { JournalEntry, NewReading, NewWindow } from '../store/index.js';
+import type { AcceptedFrame } from './frameStage.js';
 import type { SensorAnomaly } from './sensorStage.js';
 
 /** A journal entry its stage could not use. */
@@ -18,6 +19,10 @@ export interface StageBatch {
   readings: NewReading[];
   windows: NewWindow[];
   anomalies: SensorAnomaly[];
+  /** camera frames the gate let through, their files written */
+  frames: AcceptedFrame[];
+  /** processed entries whose payload the journal no longer needs to hold (frames) */
+  released: number[];
 }
 
 /** Commits a batch atomically: rows, journal states and the messages that report them. */
@@ -38,4 +43,6 @@ export const emptyBatch = (): StageBatch => ({
   readings: [],
   windows: [],
   anomalies: [],
+  frames: [],
+  released: [],
 });

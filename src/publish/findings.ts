@@ -2,7 +2,7 @@ import type { Clock } from '../common/index.js';
 import type { JobResult, ResultSink } from '../inference/index.js';
 import type { Rejection, RejectSink } from '../ingest/index.js';
 import type { PipelineSink, SensorAnomaly, StageBatch } from '../pipeline/index.js';
-import type { JournalEntry, NewEvent, Store } from '../store/index.js';
+import type { JobRow, JournalEntry, NewEvent, Store } from '../store/index.js';
 import type { ErrorMessage, EventMessage, ResultMessage, WindowMessage, WireTopics } from './topics.js';
 
 export interface FindingsOptions {
@@ -13,7 +13,7 @@ export interface FindingsOptions {
   onQueued: () => void;
   /** Queue a model job to explain each anomaly. Default false. */
   explainAnomalies?: boolean;
-  /** Called after a commit that queued jobs. */
+  /** Called after a commit that queued jobs (anomalies to explain, accepted frames). */
   onJobs?: () => void;
 }
 
@@ -21,7 +21,12 @@ export interface FindingsStats {
   /** rejections by code since start */
   rejects: Record<string, number>;
   events: number;
+  /** frame jobs dropped before they ran because a newer frame of their camera came */
+  superseded: number;
 }
+
+/** Why a frame job is dropped for a newer one. */
+const SUPERSEDED = 'superseded by a newer frame of the camera before it ran';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -30,7 +35,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
  * windows, events and rejections land in their tables and in the outbox together, or not at all.
  */
 export class Findings implements PipelineSink, RejectSink, ResultSink {
-  readonly #stats: FindingsStats = { rejects: {}, events: 0 };
+  readonly #stats: FindingsStats = { rejects: {}, events: 0, superseded: 0 };
 
   constructor(private readonly options: FindingsOptions) {}
 
@@ -44,9 +49,43 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
     const { store, topics, clock } = this.options;
     const now = clock.now();
     let events = 0;
+    let jobs = 0;
+    const unlink: string[] = [];
+    let superseded = 0;
     store.transaction(() => {
       for (const reading of batch.readings) store.insertReading(reading);
       if (batch.throughId !== undefined) store.advanceJournalWatermark(batch.throughId);
+      store.releasePayloads(batch.released);
+      for (const frame of batch.frames) {
+        store.media.record([frame.input, frame.thumbnail], now);
+        // Latest wins: a frame job that has not started yet is replaced by this newer one.
+        for (const old of store.jobs.supersede('frame', frame.camera, SUPERSEDED, now)) {
+          const paths = [old.input.input, old.input.thumbnail].filter(
+            (p): p is string => typeof p === 'string',
+          );
+          store.media.forget(paths);
+          unlink.push(...paths);
+          superseded += 1;
+        }
+        store.jobs.add(
+          {
+            kind: 'frame',
+            source: frame.camera,
+            route: frame.route,
+            input: {
+              ts: frame.ts,
+              input: frame.input.path,
+              thumbnail: frame.thumbnail.path,
+              width: frame.width,
+              height: frame.height,
+              gate: frame.gate,
+              ...(frame.prompt === undefined ? {} : { prompt: frame.prompt }),
+            },
+          },
+          now,
+        );
+        jobs += 1;
+      }
       for (const rejected of batch.rejected) {
         const entry = entries.get(rejected.journalId);
         this.#reject({
@@ -106,15 +145,23 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
       }
     });
     this.#stats.events += events;
-    if (events > 0 && this.options.explainAnomalies) this.options.onJobs?.();
+    this.#stats.superseded += superseded;
+    if (unlink.length > 0) void store.media.unlink(unlink);
+    if (jobs > 0 || (events > 0 && this.options.explainAnomalies)) this.options.onJobs?.();
     if (batch.windows.length + batch.anomalies.length + batch.rejected.length > 0) this.options.onQueued();
   }
 
-  /** A job's result: stored, its job done, its message queued, together (one row, one message, once). */
+  /**
+   * A job's result: stored, its job done, its message queued, together (one row, one message, once). An
+   * output with `alert: true` also raises an alert event on the source's events topic. The job's model
+   * input file is deleted afterwards; its thumbnail stays with the result.
+   */
   recordResult(result: JobResult): void {
     const { store, topics, clock } = this.options;
     const now = clock.now();
     const { job, generation } = result;
+    const thumbnail = typeof job.input.thumbnail === 'string' ? job.input.thumbnail : undefined;
+    const input = typeof job.input.input === 'string' ? job.input.input : undefined;
     const message: ResultMessage = {
       id: job.id,
       kind: result.resultKind,
@@ -129,6 +176,7 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
         ms: Math.round(generation.result.generationMs * 10) / 10,
       },
       output: result.output,
+      ...(thumbnail ? { media: `/api/results/${job.id}/media` } : {}),
     };
     store.transaction(() => {
       store.jobs.insertResult(
@@ -141,10 +189,13 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
           variant: message.variant,
           latencyMs: message.latencyMs,
           output: result.output,
+          media: thumbnail,
         },
         now,
       );
       store.jobs.set(job.id, 'done', null, now);
+      if (input) store.media.forget([input]);
+      if (result.output.alert === true) this.#alert(result, now);
       store.outbox.enqueue(
         {
           topic: topics.results(message.kind, job.source),
@@ -155,11 +206,56 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
         now,
       );
     });
+    if (input) void store.media.unlink([input]);
     this.options.onQueued();
+  }
+
+  /** A job ended without a result (failed): its media files go. */
+  discardJobMedia(job: JobRow): void {
+    const paths = [job.input.input, job.input.thumbnail].filter((p): p is string => typeof p === 'string');
+    if (paths.length === 0) return;
+    this.options.store.transaction(() => this.options.store.media.forget(paths));
+    void this.options.store.media.unlink(paths);
   }
 
   stats(): FindingsStats {
     return structuredClone(this.#stats);
+  }
+
+  #alert(result: JobResult, now: number) {
+    const { store, topics } = this.options;
+    const { output, job } = result;
+    const reason = typeof output.alertReason === 'string' && output.alertReason ? output.alertReason : null;
+    const description = typeof output.description === 'string' ? output.description : null;
+    const row = store.insertEvent(
+      {
+        ts: result.ts,
+        source: job.source,
+        kind: 'alert',
+        severity: 'warning',
+        message:
+          `${job.source}: ${reason ?? description ?? `the model raised an alert on a ${job.kind}`}`.slice(
+            0,
+            300,
+          ),
+        detail: { resultId: job.id, resultKind: result.resultKind, ...output },
+      },
+      now,
+    );
+    const message: EventMessage = {
+      id: row.id,
+      ts: iso(row.ts),
+      source: row.source,
+      kind: 'alert',
+      severity: row.severity,
+      message: row.message,
+      detail: row.detail,
+    };
+    store.outbox.enqueue(
+      { topic: topics.events(row.source), payload: JSON.stringify(message), qos: 1, retain: false },
+      now,
+    );
+    this.#stats.events += 1;
   }
 
   #reject(rejection: Rejection) {

@@ -19,7 +19,7 @@ export interface WireMessages {
 export interface ResultMessage {
   /** the job's id, also the result's */
   id: string;
-  /** anomaly (an explained sensor event), digest (a device period) */
+  /** anomaly (an explained sensor event), digest (a device period), frame (a camera frame) */
   kind: string;
   source: string;
   /** ISO 8601 of what it is about */
@@ -34,6 +34,8 @@ export interface ResultMessage {
   generation: { tokens: number; promptTokens: number; ms: number };
   /** schema-valid answer of the model */
   output: Record<string, unknown>;
+  /** where the result's thumbnail (frames) can be fetched from the gateway's HTTP API */
+  media?: string;
 }
 
 /** A rejected input: never the raw payload. */
@@ -50,10 +52,11 @@ export interface ErrorMessage {
 
 export interface EventMessage {
   id: number;
-  /** ISO 8601 of the reading that raised it */
+  /** ISO 8601 of the reading (anomaly) or the frame/clip (alert) that raised it */
   ts: string;
   source: string;
-  kind: 'anomaly';
+  /** anomaly: a sensor reading left its baseline; alert: the model flagged a frame or clip */
+  kind: 'anomaly' | 'alert';
   severity: Severity;
   message: string;
   detail: Record<string, unknown>;

@@ -1,7 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import type { SqliteDatabase } from './database.js';
 
-export type JobState = 'queued' | 'running' | 'waiting-model' | 'done' | 'failed';
+/**
+ * queued -> running -> done | failed; queued jobs wait in `waiting-model` while no model is resident and in
+ * `waiting-capability` while the resident one cannot take their media; `dropped` is final: a newer frame
+ * of the same camera replaced the job before it ran.
+ */
+export type JobState =
+  | 'queued'
+  | 'running'
+  | 'waiting-model'
+  | 'waiting-capability'
+  | 'done'
+  | 'failed'
+  | 'dropped';
+
+/** The states a job still runs from. */
+const OPEN = "('queued', 'waiting-model', 'waiting-capability')";
 
 export interface NewJob {
   kind: string;
@@ -37,6 +52,8 @@ export interface NewResult {
   variant: string;
   latencyMs: number;
   output: Record<string, unknown>;
+  /** media path (thumbnail or clip) of the result */
+  media?: string | undefined;
 }
 
 interface RawJob {
@@ -103,14 +120,23 @@ export class JobTable {
         'SELECT * FROM jobs WHERE (@state IS NULL OR state = @state) ORDER BY created_at DESC, rowid DESC LIMIT @limit',
       ),
       result: db.prepare(
-        `INSERT INTO results (id, kind, source, ts, created_at, model, variant, latency_ms, output)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO results (id, kind, source, ts, created_at, model, variant, latency_ms, output, media)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       open: db.prepare<[string, string], { n: number }>(
-        "SELECT count(*) AS n FROM jobs WHERE kind = ? AND source = ? AND state IN ('queued', 'waiting-model', 'running')",
+        `SELECT count(*) AS n FROM jobs WHERE kind = ? AND source = ? AND (state IN ${OPEN} OR state = 'running')`,
+      ),
+      waiting: db.prepare<[string, string], RawJob>(
+        `SELECT * FROM jobs WHERE kind = ? AND source = ? AND state IN ${OPEN}`,
+      ),
+      waitingCapability: db.prepare<[], { kind: string }>(
+        "SELECT DISTINCT kind FROM jobs WHERE state = 'waiting-capability'",
+      ),
+      wakeKind: db.prepare(
+        "UPDATE jobs SET state = 'queued', updated_at = ? WHERE state = 'waiting-capability' AND kind = ?",
       ),
       pruneJobs: db.prepare(
-        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('done', 'failed') AND finished_at < ? LIMIT 5000)",
+        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('done', 'failed', 'dropped') AND finished_at < ? LIMIT 5000)",
       ),
     };
   }
@@ -151,9 +177,29 @@ export class JobTable {
     this.#stmt.start.run(now, id);
   }
 
-  /** Moves a job to a state; done and failed are final and stamped. */
+  /**
+   * Drops the jobs of `kind` and `source` that have not started (queued or waiting): a newer one replaces
+   * them. Returns them, so their media can be deleted. Call in the transaction that adds the new job.
+   */
+  supersede(kind: string, source: string, reason: string, now: number): JobRow[] {
+    const rows = this.#stmt.waiting.all(kind, source).map(toJob);
+    for (const row of rows) this.set(row.id, 'dropped', reason, now);
+    return rows;
+  }
+
+  /** Job kinds that wait for a capability the resident model lacks. */
+  kindsWaitingCapability(): string[] {
+    return this.#stmt.waitingCapability.all().map((row) => row.kind);
+  }
+
+  /** The resident model can now run jobs of `kind`: those waiting for a capability are queued. */
+  wakeKind(kind: string, now: number): number {
+    return this.#stmt.wakeKind.run(now, kind).changes;
+  }
+
+  /** Moves a job to a state; done, failed and dropped are final and stamped. */
   set(id: string, state: JobState, reason: string | null, now: number): void {
-    const final = state === 'done' || state === 'failed';
+    const final = state === 'done' || state === 'failed' || state === 'dropped';
     this.#stmt.set.run(state, reason, now, final ? now : null, id);
   }
 
@@ -177,8 +223,10 @@ export class JobTable {
       queued: 0,
       running: 0,
       'waiting-model': 0,
+      'waiting-capability': 0,
       done: 0,
       failed: 0,
+      dropped: 0,
     };
     for (const row of this.#stmt.counts.all()) counts[row.state] = row.n;
     return counts;
@@ -201,10 +249,11 @@ export class JobTable {
       r.variant,
       Math.round(r.latencyMs),
       JSON.stringify(r.output),
+      r.media ?? null,
     );
   }
 
-  /** Deletes finished (done or failed) jobs older than `before`; their results stay. */
+  /** Deletes finished (done, failed, dropped) jobs older than `before`; their results stay. */
   prune(before: number): number {
     return this.#stmt.pruneJobs.run(before).changes;
   }

@@ -132,4 +132,23 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX jobs_runnable ON jobs (state, priority DESC, created_at);
     `,
   },
+  {
+    version: 3,
+    name: 'media files, result media',
+    sql: `
+      -- Files under <dataDir>/media (thumbnails, model inputs, clips). A row is committed only after its
+      -- file is written; retention deletes the oldest by age and by total bytes, row and file together.
+      CREATE TABLE media (
+        path TEXT PRIMARY KEY,                 -- relative to <dataDir>/media
+        source TEXT NOT NULL,                  -- camera or audio source
+        kind TEXT NOT NULL,                    -- thumbnail | input
+        bytes INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX media_created ON media (created_at);
+      -- job states now also: waiting-capability (the resident model cannot take the job's media) and
+      -- dropped (superseded by a newer frame of the same camera).
+      ALTER TABLE results ADD COLUMN media TEXT;  -- path of the result's thumbnail or clip
+    `,
+  },
 ];

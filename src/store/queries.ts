@@ -56,6 +56,35 @@ const toEvent = (row: RawEvent): EventRow => ({
 });
 
 /** The read side of the store, for the HTTP API and status. Every filter is a bound parameter. */
+/** A stored model result. */
+export interface ResultRow {
+  id: string;
+  kind: string;
+  source: string;
+  /** epoch ms of what it is about */
+  ts: number;
+  createdAt: number;
+  model: string | null;
+  variant: string | null;
+  latencyMs: number | null;
+  output: Record<string, unknown>;
+  /** media path of its thumbnail or clip */
+  media: string | null;
+}
+
+interface RawResult {
+  id: string;
+  kind: string;
+  source: string;
+  ts: number;
+  created_at: number;
+  model: string | null;
+  variant: string | null;
+  latency_ms: number | null;
+  output: string;
+  media: string | null;
+}
+
 export class StoreQueries {
   readonly #stmt;
 
@@ -95,6 +124,7 @@ export class StoreQueries {
       eventCount: db.prepare<[string, number, number], { n: number }>(
         'SELECT count(*) AS n FROM events WHERE source = ? AND ts >= ? AND ts < ?',
       ),
+      result: db.prepare<[string], RawResult>('SELECT * FROM results WHERE id = ?'),
       rejects: db.prepare<[number], RejectRow>(
         'SELECT id, ts, route, topic, code, reason, size FROM rejects ORDER BY id DESC LIMIT ?',
       ),
@@ -151,6 +181,24 @@ export class StoreQueries {
 
   series(): SeriesRow[] {
     return this.#stmt.series.all();
+  }
+
+  result(id: string): ResultRow | undefined {
+    const row = this.#stmt.result.get(id);
+    return row
+      ? {
+          id: row.id,
+          kind: row.kind,
+          source: row.source,
+          ts: row.ts,
+          createdAt: row.created_at,
+          model: row.model,
+          variant: row.variant,
+          latencyMs: row.latency_ms,
+          output: JSON.parse(row.output) as Record<string, unknown>,
+          media: row.media,
+        }
+      : undefined;
   }
 
   recentRejects(limit: number): RejectRow[] {

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { openDatabase, type SqliteDatabase } from './database.js';
 import { JobTable } from './jobs.js';
+import { MediaStore } from './media.js';
 import { Outbox, type OutboxLimits } from './outbox.js';
 import { StoreQueries } from './queries.js';
 import type {
@@ -36,6 +37,8 @@ export class Store {
   readonly outbox: Outbox;
   readonly queries: StoreQueries;
   readonly jobs: JobTable;
+  /** files under <dataDir>/media */
+  readonly media: MediaStore;
   readonly file: string;
   readonly #db: SqliteDatabase;
   readonly #series = new Map<string, number>();
@@ -53,10 +56,12 @@ export class Store {
     this.outbox = new Outbox(db, options.outbox);
     this.queries = new StoreQueries(db);
     this.jobs = new JobTable(db);
+    this.media = new MediaStore(db, join(options.dataDir, 'media'));
     this.#stmt = {
       append: db.prepare(
         'INSERT INTO journal (received_at, route, topic, payload, content_type, digest) VALUES (?, ?, ?, ?, ?, ?)',
       ),
+      release: db.prepare("UPDATE journal SET payload = x'' WHERE id = ?"),
       digests: db.prepare<[number, number], { digest: Buffer }>(
         'SELECT digest FROM journal WHERE received_at >= ? ORDER BY id DESC LIMIT ?',
       ),
@@ -134,16 +139,40 @@ export class Store {
     return this.#stmt.digests.all(since, limit).map((row) => row.digest);
   }
 
-  /** Entries after `afterId` (default: the pipeline's watermark), oldest first. */
-  pendingJournal(limit: number, afterId = this.journalWatermark()): JournalEntry[] {
-    return this.#stmt.pending.all(afterId, limit).map((row) => ({
-      id: row.id,
-      receivedAt: row.received_at,
-      route: row.route,
-      topic: row.topic,
-      payload: row.payload,
-      contentType: row.content_type,
-    }));
+  /**
+   * Entries after `afterId` (default: the pipeline's watermark), oldest first: at most `limit`, and no
+   * more once `maxBytes` of payload are read (always at least one), so a backlog of camera frames is not
+   * read into memory at once.
+   */
+  pendingJournal(
+    limit: number,
+    afterId = this.journalWatermark(),
+    maxBytes = 32 * 1024 * 1024,
+  ): JournalEntry[] {
+    const out: JournalEntry[] = [];
+    let bytes = 0;
+    for (const row of this.#stmt.pending.iterate(afterId, limit)) {
+      out.push({
+        id: row.id,
+        receivedAt: row.received_at,
+        route: row.route,
+        topic: row.topic,
+        payload: row.payload,
+        contentType: row.content_type,
+      });
+      bytes += row.payload.length;
+      if (bytes >= maxBytes) break;
+    }
+    return out;
+  }
+
+  /**
+   * Empties the payloads of processed entries whose bytes are large and no longer needed (camera frames):
+   * the row and its digest stay for duplicate recognition until retention. Call in the committing
+   * transaction.
+   */
+  releasePayloads(ids: readonly number[]): void {
+    for (const id of ids) this.#stmt.release.run(id);
   }
 
   pendingJournalCount(): number {

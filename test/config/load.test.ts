@@ -74,7 +74,10 @@ describe('defaults', () => {
     expect(config.ingest.routes).toEqual([
       { name: 'sensor-metric', filter: 'sensors/+/+', kind: 'sensor', maxBytes: 65536 },
       { name: 'sensor-device', filter: 'sensors/+', kind: 'sensor', maxBytes: 65536 },
+      { name: 'camera-frame', filter: 'cameras/+/frame', kind: 'frame', maxBytes: 8 * 1024 * 1024 },
     ]);
+    expect(config.frames).toMatchObject({ size: 512, fit: 'letterbox', gate: { mode: 'change' } });
+    expect(config.model.runtime).toBe('auto');
     expect(config.log.level).toBe('info');
   });
 
@@ -354,6 +357,19 @@ describe('cross checks', () => {
       expect.stringMatching(/^ingest\.routes\.temp\.filter: a sensor route captures the device/),
     ]);
   });
+
+  it('refuses a frame route that does not capture exactly one camera, or a camera name that is a path', () => {
+    const yaml = 'ingest:\n  routes:\n    - { name: cams, filter: cameras/+/+/frame, kind: frame }\n';
+    expect(problems({ yaml })).toEqual([
+      expect.stringMatching(/^ingest\.routes\.cams\.filter: a frame route captures the camera with exactly one/),
+    ]);
+    expect(problems({ yaml: 'frames:\n  cameras:\n    "../etc": { mode: "off" }\n' })).toEqual([
+      expect.stringMatching(/frames\.cameras.*camera name/),
+    ]);
+    expect(problems({ env: { OUTPOST_FRAMES_SIZE: '300' } })).toEqual([
+      expect.stringMatching(/^OUTPOST_FRAMES_SIZE/),
+    ]);
+  });
 });
 
 it('the configuration is deeply frozen', () => {
@@ -475,6 +491,13 @@ ingest:
         explain:
           prompt: 'Explain this pump reading: {{input}}'
           schema: { type: object, properties: { summary: { type: string, maxLength: 80 } } }
+    - name: gates
+      filter: plant/gates/+/jpeg
+      kind: frame
+      maxBytes: 2097152
+      tasks:
+        frame:
+          prompt: 'Is the gate open? {{input}}'
   duplicateWindow: 300
 sensors:
   window: 30
@@ -486,12 +509,31 @@ sensors:
     threshold: 5
     warmup: 10
     cooldown: 120
+frames:
+  size: 768
+  fit: crop
+  thumbnailSize: 240
+  jpegQuality: 80
+  maxPixels: 12000000
+  maxCameras: 8
+  gate:
+    mode: change
+    threshold: 0.05
+    minInterval: 2
+    cooldown: 30
+  cameras:
+    gate-north:
+      mode: 'off'
+      minInterval: 5
+      prompt: 'Count the vehicles at the north gate.'
 store:
   synchronous: full
   batchSize: 100
   journalKeep: 600
   readingsDays: 7
   eventsDays: 90
+  mediaDays: 14
+  mediaMaxBytes: 536870912
 outbox:
   maxMessages: 1000
   maxBytes: 1048576
@@ -505,6 +547,7 @@ health:
   interval: 10
 model:
   name: gemma-3n-e2b-q4_k_m
+  runtime: llama.node
   mmproj: /models/mmproj.gguf
   variants: [/models/gemma-3n-E4B-it-Q4_K_M.gguf]
   dir: /var/lib/outpost/models
@@ -614,6 +657,11 @@ describe('generated schema and docs', () => {
       store: { synchronous: 'full' },
     });
     expect(config.sensors.anomaly.cooldown).toBe(120);
+    expect(config.frames.cameras['gate-north']).toEqual({
+      mode: 'off',
+      minInterval: 5,
+      prompt: 'Count the vehicles at the north gate.',
+    });
 
     expect(schemaMismatches(doc, buildJsonSchema() as SchemaNode)).toEqual([]);
     // The checker itself notices a typo.

@@ -46,29 +46,46 @@ const pipelineOver = (source: ReturnType<typeof journal>['source'], batchSize: n
       maxSeries: 10,
       history: () => [],
     },
+    frames: {
+      size: 256,
+      fit: 'letterbox',
+      thumbnailSize: 160,
+      jpegQuality: 80,
+      maxPixels: 1e7,
+      maxCameras: 4,
+      gate: { mode: 'change', threshold: 0.02, minIntervalMs: 0, cooldownMs: 0 },
+      cameras: {},
+      media: {
+        write: () => {
+          throw new Error('no frames in these tests');
+        },
+      },
+      describe: false,
+      maxBytes: () => 1e6,
+    },
   });
   return { pipeline, processed };
 };
 
 describe('Pipeline hand-over from ingest', () => {
-  it('processes handed entries from memory, in order, without reading the journal back', () => {
+  it('processes handed entries from memory, in order, without reading the journal back', async () => {
     const j = journal(10);
     const { pipeline, processed } = pipelineOver(j.source, 4);
     pipeline.notify(j.all);
-    while (pipeline.drain() > 0); // a full batch yields to the event loop: drain on
+    while ((await pipeline.drain()) > 0); // a full batch yields to the event loop: drain on
     expect(processed).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     expect(j.reads).toEqual([]);
-    pipeline.stop(false);
+    await pipeline.stop(false);
   });
 
-  it('fills a gap in what was handed over from the journal, never skipping an entry', () => {
+  it('fills a gap in what was handed over from the journal, never skipping an entry', async () => {
     const j = journal(10);
     const { pipeline, processed } = pipelineOver(j.source, 4);
     // entries 4-6 were never handed over (say, dropped for the bound): the journal fills them in
     pipeline.notify([...j.all.slice(0, 3), ...j.all.slice(6)]);
-    while (pipeline.drain() > 0); // a full batch yields to the event loop: drain on
+    while ((await pipeline.drain()) > 0); // a full batch yields to the event loop: drain on
     expect(processed).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     expect(j.reads.slice(0, 3)).toEqual([4, 5, 6]);
-    pipeline.stop(false);
+    await pipeline.stop(false);
   });
 });

@@ -156,6 +156,17 @@ export class FrameGate {
     return this.#accept(camera, state, gray, now, 'changed', score);
   }
 
+  /**
+   * Answers `'too-soon'` (and counts it) when a frame would be dropped whatever its pixels, so the caller
+   * can skip decoding it; otherwise `undefined`, and the frame goes on to `offer()`.
+   */
+  precheck(camera: string, now: number, options: { force?: boolean } = {}): FrameGateDecision | undefined {
+    const state = this.#cameras.get(camera);
+    // A clock step backwards is offer()'s to handle.
+    if (options.force || state === undefined || now < state.lastAcceptedAt) return undefined;
+    return now - state.lastAcceptedAt < this.minIntervalMs ? this.#drop(state, 'too-soon', null) : undefined;
+  }
+
   /** Drops everything kept for `camera` (reference image and counters); returns whether it was known. */
   forget(camera: string): boolean {
     return this.#cameras.delete(camera);
@@ -211,31 +222,4 @@ function copyInto(target: GrayImage | null, gray: GrayImage): GrayImage {
     return target;
   }
   return { width: gray.width, height: gray.height, data: Uint8Array.from(gray.data) };
-}
-
-/**
- * Holds at most one pending item per camera: while the model is busy, the newest frame wins and the one it
- * displaces is handed back to be counted as dropped.
- */
-export class LatestWins<T> {
-  readonly #items = new Map<string, T>();
-
-  /** Stores `item` as `camera`'s pending item; returns the item it displaced, if any. */
-  put(camera: string, item: T): T | undefined {
-    const displaced = this.#items.get(camera);
-    this.#items.set(camera, item);
-    return displaced;
-  }
-
-  /** Removes and returns `camera`'s pending item, if any. */
-  take(camera: string): T | undefined {
-    const item = this.#items.get(camera);
-    this.#items.delete(camera);
-    return item;
-  }
-
-  /** Number of cameras with a pending item. */
-  get size(): number {
-    return this.#items.size;
-  }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { GrayImage } from '../../../src/pipeline/frame/changeScore.js';
-import { FrameGate, type FrameGateReason, LatestWins } from '../../../src/pipeline/frame/frameGate.js';
+import { FrameGate, type FrameGateReason } from '../../../src/pipeline/frame/frameGate.js';
 
 const SIZE = 32;
 
@@ -184,26 +184,20 @@ describe('FrameGate', () => {
     expect(gate.offer('cam1', EMPTY, 10_000).reason).toBe('changed');
   });
 
+  it('prechecks frames that are too soon without pixels, and counts them like offer() would', () => {
+    const gate = new FrameGate({ minIntervalMs: 1000 });
+    expect(gate.precheck('cam1', 0)).toBeUndefined();
+    gate.offer('cam1', EMPTY, 0);
+    expect(gate.precheck('cam1', 500)).toEqual({ accepted: false, reason: 'too-soon', score: null });
+    expect(gate.precheck('cam1', 500, { force: true })).toBeUndefined();
+    expect(gate.precheck('cam1', 1000)).toBeUndefined();
+    expect(gate.stats().cam1?.['too-soon']).toBe(1);
+  });
+
   it('rejects invalid options', () => {
     expect(() => new FrameGate({ threshold: 1 })).toThrow(RangeError);
     expect(() => new FrameGate({ threshold: -0.1 })).toThrow(RangeError);
     expect(() => new FrameGate({ minIntervalMs: -1 })).toThrow(RangeError);
     expect(() => new FrameGate({ cooldownMs: Number.NaN })).toThrow(RangeError);
-  });
-});
-
-describe('LatestWins', () => {
-  it('keeps the newest item per camera and hands back the displaced one', () => {
-    const pending = new LatestWins<string>();
-    expect(pending.put('a', 'a1')).toBeUndefined();
-    expect(pending.put('a', 'a2')).toBe('a1');
-    expect(pending.put('b', 'b1')).toBeUndefined();
-    expect(pending.size).toBe(2);
-    expect(pending.take('a')).toBe('a2');
-    expect(pending.take('a')).toBeUndefined();
-    expect(pending.size).toBe(1);
-    expect(pending.put('a', 'a3')).toBeUndefined();
-    expect(pending.take('b')).toBe('b1');
-    expect(pending.size).toBe(1);
   });
 });
