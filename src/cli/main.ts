@@ -66,6 +66,31 @@ const positiveInt = (name: string) => (text: string) => {
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
   return n;
 };
+const nonNegativeInt = (name: string) => (text: string) => {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be an integer >= 0`);
+  return n;
+};
+const positiveNumber = (name: string) => (text: string) => {
+  const n = Number(text);
+  if (!(n > 0 && Number.isFinite(n))) throw new InvalidArgumentError(`${name} must be a positive number`);
+  return n;
+};
+const resolution = (text: string) => {
+  const match = /^(\d+)x(\d+)$/i.exec(text.trim());
+  const width = Number(match?.[1]);
+  const height = Number(match?.[2]);
+  if (!(width >= 16 && width <= 8192 && height >= 16 && height <= 8192)) {
+    throw new InvalidArgumentError('must be WIDTHxHEIGHT, each from 16 to 8192 pixels, e.g. 1280x720');
+  }
+  return { width, height };
+};
+const jpegQuality = (text: string) => {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 100)
+    throw new InvalidArgumentError('must be an integer from 1 to 100');
+  return n;
+};
 const fraction = (text: string) => {
   const n = Number(text);
   if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('must be between 0 and 1');
@@ -74,15 +99,22 @@ const fraction = (text: string) => {
 
 program
   .command('simulate')
-  .description('publish realistic sensor traffic (with anomalies and noise) to a broker')
+  .description(
+    'publish realistic sensor traffic (with anomalies and noise) and camera frames (objects that cross, ' +
+      'come and go, or stay; long quiet stretches) to a broker',
+  )
   .option('-u, --url <url>', 'broker URL', process.env.OUTPOST_MQTT_URL ?? 'mqtt://127.0.0.1:1883')
   .option('--username <name>', 'broker user name')
   .option('--password <password>', 'broker password')
-  .option('-d, --devices <n>', 'simulated devices', positiveInt('devices'), 3)
+  .option('-d, --devices <n>', 'simulated sensor devices (0: cameras only)', nonNegativeInt('devices'), 3)
   .option('--prefix <name>', 'device name prefix', 'pump')
   .option('-m, --metrics <list>', 'comma-separated metrics', 'temperature,pressure,vibration')
-  .option('-r, --rate <n>', 'messages per second in total', positiveInt('rate'), 10)
-  .option('-n, --count <n>', 'stop after this many messages', positiveInt('count'))
+  .option('-r, --rate <n>', 'sensor messages per second in total', positiveInt('rate'), 10)
+  .option(
+    '-n, --count <n>',
+    'stop after this many messages (sensor messages and frames)',
+    positiveInt('count'),
+  )
   .option('--duration <seconds>', 'stop after this many seconds', positiveInt('duration'))
   .option('--anomaly-rate <p>', 'probability that a sample is an injected spike', fraction, 0.001)
   .option('--noise <fraction>', 'noise as a fraction of the metric span', fraction, 0.02)
@@ -92,6 +124,20 @@ program
       .default('value'),
   )
   .addOption(new Option('--qos <qos>', 'QoS of the publishes').choices(['0', '1', '2']).default('1'))
+  .option(
+    '--cameras <n>',
+    'simulated cameras, publishing JPEG on cameras/<camera>/frame',
+    nonNegativeInt('cameras'),
+    0,
+  )
+  .option('--camera-prefix <name>', 'camera name prefix (cameras are <prefix>-1..N)', 'cam')
+  .option('--fps <n>', 'frames per second per camera (fractions allowed, e.g. 0.2)', positiveNumber('fps'), 1)
+  .addOption(
+    new Option('--resolution <WxH>', 'frame size in pixels')
+      .argParser(resolution)
+      .default({ width: 1280, height: 720 }, '1280x720'),
+  )
+  .option('--jpeg-quality <q>', 'JPEG quality of the frames (1-100)', jpegQuality, 80)
   .option('--seed <n>', 'random seed', positiveInt('seed'), 1)
   .action(async (opts) => {
     const controller = new AbortController();
@@ -117,13 +163,21 @@ program
         shape: opts.shape,
         qos: Number(opts.qos) as 0 | 1 | 2,
         seed: opts.seed,
+        cameras: opts.cameras,
+        cameraPrefix: opts.cameraPrefix,
+        fps: opts.fps,
+        width: opts.resolution.width,
+        height: opts.resolution.height,
+        jpegQuality: opts.jpegQuality,
       },
       controller.signal,
       (s) => {
         if (Date.now() - lastLine < 5000) return;
         lastLine = Date.now();
+        const frames =
+          s.frames + s.skippedFrames > 0 ? `, ${s.frames} frames, ${s.skippedFrames} skipped` : '';
         process.stderr.write(
-          `sent ${s.sent} (${s.anomalies} anomalies), ${s.ratePerSecond.toFixed(0)} msg/s\n`,
+          `sent ${s.sent} (${s.anomalies} anomalies${frames}), ${s.ratePerSecond.toFixed(0)} msg/s\n`,
         );
       },
     );

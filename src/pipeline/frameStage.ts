@@ -7,7 +7,13 @@ import {
   type FrameGateDecision,
   type FrameGateReason,
 } from './frame/frameGate.js';
-import { FramePreprocessError, type ModelInputSize, preprocessFrame } from './frame/preprocess.js';
+import {
+  decodeFrame,
+  encodeFrame,
+  FramePreprocessError,
+  type ModelInputSize,
+  type WorkingFrame,
+} from './frame/preprocess.js';
 import type { StageBatch } from './types.js';
 
 /** Change-gating settings of a camera (times in ms). */
@@ -65,7 +71,7 @@ export interface FrameStageStats {
   /** frames decoded and resized (not the ones prechecked away) */
   decoded: number;
   /** mean decode + resize time of those, ms */
-  meanPreprocessMs: number | null;
+  meanDecodeMs: number | null;
 }
 
 const zero = (): Record<FrameGateReason, number> =>
@@ -83,7 +89,7 @@ export class FrameStage {
   readonly #own = new Map<string, FrameGate>();
   readonly #cameras = new Map<string, CameraStats>();
   #decoded = 0;
-  #preprocessMs = 0;
+  #decodeMs = 0;
 
   constructor(options: FrameStageOptions) {
     this.#o = options;
@@ -126,30 +132,34 @@ export class FrameStage {
     const early = gate.precheck(camera, now, { force: decoded.force });
     if (early) return this.#decided(stats, early, now, batch, entry);
 
-    let frame: Awaited<ReturnType<typeof preprocessFrame>>;
+    const options = {
+      size: o.size,
+      fit: o.fit,
+      thumbnailSize: o.thumbnailSize,
+      jpegQuality: o.jpegQuality,
+      limitInputPixels: o.maxPixels,
+      header: decoded.header,
+    };
+    let frame: WorkingFrame;
     try {
-      frame = await preprocessFrame(decoded.image, {
-        size: o.size,
-        fit: o.fit,
-        thumbnailSize: o.thumbnailSize,
-        jpegQuality: o.jpegQuality,
-        limitInputPixels: o.maxPixels,
-      });
+      frame = await decodeFrame(decoded.image, options);
     } catch (error) {
       if (!(error instanceof FramePreprocessError)) throw error;
       return this.#reject(entry, batch, stats, error.code, error.message);
     }
     this.#decoded += 1;
-    this.#preprocessMs += frame.timings.totalMs;
+    this.#decodeMs += frame.decodeMs;
     const decision = gate.offer(camera, frame.gray, now, { force: decoded.force });
     this.#decided(stats, decision, now, batch, entry);
     if (!decision.accepted || !o.describe) return;
 
+    // Only a frame that goes on to the model pays for its encodes and files.
+    const encoded = await encodeFrame(frame, options);
     const day = new Date(now).toISOString().slice(0, 10);
     const base = `frames/${camera}/${day}/${entry.id}`;
     const [input, thumbnail] = await Promise.all([
-      o.media.write({ path: `${base}-input.jpg`, source: camera, kind: 'input' }, frame.model),
-      o.media.write({ path: `${base}-thumb.jpg`, source: camera, kind: 'thumbnail' }, frame.thumbnail),
+      o.media.write({ path: `${base}-input.jpg`, source: camera, kind: 'input' }, encoded.model),
+      o.media.write({ path: `${base}-thumb.jpg`, source: camera, kind: 'thumbnail' }, encoded.thumbnail),
     ]);
     batch.frames.push({
       journalId: entry.id,
@@ -169,8 +179,7 @@ export class FrameStage {
     return {
       cameras: Object.fromEntries([...this.#cameras].map(([name, s]) => [name, structuredClone(s)])),
       decoded: this.#decoded,
-      meanPreprocessMs:
-        this.#decoded === 0 ? null : Math.round((this.#preprocessMs / this.#decoded) * 10) / 10,
+      meanDecodeMs: this.#decoded === 0 ? null : Math.round((this.#decodeMs / this.#decoded) * 10) / 10,
     };
   }
 

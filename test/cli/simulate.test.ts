@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
+import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runSimulation, type SimulationSummary } from '../../src/cli/simulate.js';
 import { freePort, startMosquitto } from '../helpers/mosquitto.js';
@@ -118,7 +119,106 @@ describe('runSimulation', () => {
     const signal = new AbortController().signal;
     await expect(runSimulation({ url, rate: 0 }, signal)).rejects.toThrow(/rate/);
     await expect(runSimulation({ url, count: -1 }, signal)).rejects.toThrow(/count/);
-    await expect(runSimulation({ url, devices: 0 }, signal)).rejects.toThrow(/devices/);
+    await expect(runSimulation({ url, devices: -1 }, signal)).rejects.toThrow(/devices/);
+    await expect(runSimulation({ url, devices: 0 }, signal)).rejects.toThrow(/nothing to simulate/);
+    await expect(runSimulation({ url, cameras: -1 }, signal)).rejects.toThrow(/cameras/);
+    await expect(runSimulation({ url, devices: 0, cameras: 1, fps: 0 }, signal)).rejects.toThrow(/fps/);
+    await expect(runSimulation({ url, cameras: 1, width: 100_000 }, signal)).rejects.toThrow(/width/);
+  });
+
+  describe('with cameras', () => {
+    let frames: { topic: string; payload: Buffer }[];
+    let cameraSubscriber: MqttClient;
+
+    beforeEach(async () => {
+      frames = [];
+      cameraSubscriber = await mqtt.connectAsync(url, { protocolVersion: 4 });
+      cameraSubscriber.on('message', (topic, payload) => frames.push({ topic, payload }));
+      await cameraSubscriber.subscribeAsync('cameras/#', { qos: 1 });
+    });
+
+    afterEach(async () => {
+      await cameraSubscriber?.endAsync();
+    });
+
+    it('publishes JPEG frames of every camera at their fps, cameras only with devices 0', async () => {
+      const summary = await runSimulation(
+        { url, devices: 0, cameras: 2, fps: 5, count: 10, width: 640, height: 360, seed: 4 },
+        new AbortController().signal,
+      );
+      expect(summary).toMatchObject({ sent: 10, frames: 10, anomalies: 0, skippedFrames: 0 });
+      // 5 frames per camera at 5 fps: the last pair is due at 0.8 s.
+      expect(summary.elapsedMs).toBeGreaterThan(700);
+      await waitFor('10 frames at the subscriber', () => frames.length === 10);
+      expect(summary.frameBytes).toBe(frames.reduce((sum, f) => sum + f.payload.length, 0));
+      expect(frames.filter((f) => f.topic === 'cameras/cam-1/frame')).toHaveLength(5);
+      expect(frames.filter((f) => f.topic === 'cameras/cam-2/frame')).toHaveLength(5);
+      for (const { payload } of frames) {
+        expect(await sharp(payload).metadata()).toMatchObject({ format: 'jpeg', width: 640, height: 360 });
+      }
+      expect(received).toHaveLength(0);
+    });
+
+    it('runs sensors and cameras side by side for a duration', async () => {
+      const summary = await runSimulation(
+        {
+          url,
+          devices: 1,
+          rate: 30,
+          cameras: 1,
+          cameraPrefix: 'dock',
+          fps: 4,
+          durationSeconds: 1,
+          width: 320,
+          height: 240,
+        },
+        new AbortController().signal,
+      );
+      expect(summary.frames).toBeGreaterThanOrEqual(3);
+      expect(summary.frames).toBeLessThanOrEqual(5);
+      await waitFor('all frames', () => frames.length === summary.frames);
+      expect(new Set(frames.map((f) => f.topic))).toEqual(new Set(['cameras/dock-1/frame']));
+      await waitFor('all sensor messages', () => received.length === summary.sent - summary.frames);
+      expect(received.length).toBeGreaterThanOrEqual(25);
+      expect(received.length).toBeLessThanOrEqual(33);
+    });
+
+    it('skips frame ticks it cannot keep up with instead of queueing them, and counts them', async () => {
+      // With noise every frame is rendered afresh (no reuse of an unchanged frame), and 200 fps at
+      // 1920x1080 is more than any machine renders: most ticks find the previous frame still rendering.
+      const summary = await runSimulation(
+        {
+          url,
+          devices: 0,
+          cameras: 1,
+          fps: 200,
+          width: 1920,
+          height: 1080,
+          cameraNoise: 2,
+          durationSeconds: 0.5,
+        },
+        new AbortController().signal,
+      );
+      expect(summary.skippedFrames).toBeGreaterThan(0);
+      expect(summary.frames).toBeGreaterThan(0);
+      // Every tick is either published or skipped, none is left waiting.
+      expect(summary.frames + summary.skippedFrames).toBeGreaterThanOrEqual(80);
+      expect(summary.frames + summary.skippedFrames).toBeLessThanOrEqual(101);
+      await waitFor('all frames', () => frames.length === summary.frames);
+    });
+
+    it('stops promptly when aborted while frames are rendering', async () => {
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 300);
+      const startedAt = Date.now();
+      const summary = await runSimulation(
+        { url, devices: 0, cameras: 2, fps: 10, cameraNoise: 2 },
+        controller.signal,
+      );
+      expect(Date.now() - startedAt).toBeLessThan(2_000);
+      expect(summary.frames).toBeGreaterThan(0);
+      await waitFor('all frames', () => frames.length === summary.frames);
+    });
   });
 });
 
@@ -137,6 +237,34 @@ describe('runSimulation against mosquitto', () => {
       );
       expect(summary.sent).toBe(4_000);
       await waitFor('4000 messages at the subscriber', () => count === 4_000);
+      await sub.endAsync();
+    } finally {
+      await broker.stop();
+    }
+  });
+
+  it('shares the broker window between a high sensor rate and frames', async () => {
+    const broker = await startMosquitto();
+    try {
+      const sub = await mqtt.connectAsync(broker.url, { protocolVersion: 5 });
+      let sensors = 0;
+      const frames = new Map<string, number>();
+      sub.on('message', (topic) => {
+        if (topic.startsWith('cameras/')) frames.set(topic, (frames.get(topic) ?? 0) + 1);
+        else sensors++;
+      });
+      await sub.subscribeAsync(['sensors/#', 'cameras/#'], { qos: 1 });
+      const summary = await runSimulation(
+        { url: broker.url, rate: 2_000, cameras: 2, fps: 5, durationSeconds: 1 },
+        new AbortController().signal,
+      );
+      expect(summary.frames).toBeGreaterThanOrEqual(8);
+      expect(summary.sent - summary.frames).toBeGreaterThan(1_500);
+      await waitFor('everything at the subscriber', () => {
+        const got = [...frames.values()].reduce((a, b) => a + b, 0);
+        return got === summary.frames && sensors === summary.sent - summary.frames;
+      });
+      expect([...frames.keys()].sort()).toEqual(['cameras/cam-1/frame', 'cameras/cam-2/frame']);
       await sub.endAsync();
     } finally {
       await broker.stop();

@@ -33,6 +33,20 @@ export interface DecodedFrame {
   prompt?: string;
   /** JSON `force` field: process the frame even if change gating would skip it; default false. */
   force: boolean;
+  /** What sharp read from the header, so that preprocessing need not read it again. */
+  header: FrameHeader;
+}
+
+/** The header facts preprocessing needs. */
+export interface FrameHeader {
+  /** width after EXIF orientation, px */
+  orientedWidth: number;
+  /** height after EXIF orientation, px */
+  orientedHeight: number;
+  hasAlpha: boolean;
+  /** libvips interpretation, e.g. 'srgb', 'b-w', 'cmyk' */
+  space: string;
+  channels: number;
 }
 
 /** Why a payload was refused. `reason` is short (< 200 chars) and never quotes payload bytes. */
@@ -275,26 +289,34 @@ export async function decodeFramePayload(
     return reject('not-image', `${image.length} bytes with no JPEG, PNG or WebP signature`);
   }
   const { format } = sniffed;
-  const header = readHeaderSize(image, format);
-  if (header) {
-    const bad = checkPixels(header.width, header.height, limits);
+  const size = readHeaderSize(image, format);
+  if (size) {
+    const bad = checkPixels(size.width, size.height, limits);
     if (bad) return bad;
   }
   options.signal?.throwIfAborted();
   let width: number;
   let height: number;
+  let header: FrameHeader;
   try {
     // metadata() parses the header only; limitInputPixels makes sharp refuse a bomb on its own too.
     const meta = await sharp(image, { limitInputPixels: limits.maxPixels }).metadata();
     width = meta.width;
     height = meta.height;
+    header = {
+      orientedWidth: meta.autoOrient.width,
+      orientedHeight: meta.autoOrient.height,
+      hasAlpha: meta.hasAlpha,
+      space: meta.space,
+      channels: meta.channels,
+    };
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     return reject('corrupt', `${format} header could not be read: ${message.slice(0, 80)}`);
   }
   const bad = checkPixels(width, height, limits);
   if (bad) return bad;
-  const result: DecodedFrame = { ok: true, image, format, width, height, force: envelope.force };
+  const result: DecodedFrame = { ok: true, image, format, width, height, force: envelope.force, header };
   if (envelope.ts !== undefined) result.ts = envelope.ts;
   if (envelope.prompt !== undefined) result.prompt = envelope.prompt;
   return result;

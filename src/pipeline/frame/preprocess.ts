@@ -1,4 +1,5 @@
-import sharp, { type OutputInfo } from 'sharp';
+import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import type { FrameHeader } from './decode.js';
 
 /** Model input edge lengths supported by the vision encoder, px. */
 export type ModelInputSize = 256 | 512 | 768;
@@ -19,6 +20,8 @@ export interface PreprocessOptions {
   limitInputPixels: number;
   /** Checked between pipeline stages (sharp itself cannot be interrupted); rejects with the signal's reason. Default: none. */
   signal?: AbortSignal;
+  /** The header as decodeFramePayload read it; saves reading it again. Default: read here. */
+  header?: FrameHeader | undefined;
 }
 
 /** Everything derived from one frame. */
@@ -75,32 +78,37 @@ function toFrameError(err: unknown): FramePreprocessError {
   });
 }
 
+/** A frame decoded once into its working copy and the gate's grey copy; nothing encoded yet. */
+export interface WorkingFrame {
+  /** raw RGB, oriented, shrunk to the smallest size every output can be made from exactly */
+  raw: { data: Buffer; width: number; height: number; channels: 1 | 2 | 3 | 4 };
+  /** of the source after EXIF orientation, px */
+  width: number;
+  height: number;
+  gray: { width: number; height: number; data: Uint8Array };
+  /** header read plus the decode, ms */
+  decodeMs: number;
+}
+
 /**
- * Turns one encoded frame into the model input, a thumbnail and a grayscale gating copy.
- *
- * The frame is decoded exactly once: one sharp pipeline auto-orients it and shrinks it (using JPEG
+ * Decodes a frame exactly once: one sharp pipeline auto-orients it and shrinks it (using JPEG
  * shrink-on-load) to the smallest working copy from which every output is exact - covering size x size
- * for 'crop', fitting inside it for 'letterbox', never enlarged - and keeps that copy as raw RGB. The
- * three outputs are cloned from that raw copy in parallel, so the model input is resampled once (the
- * second step is a pure crop or pad unless the source was smaller than the model input).
+ * for 'crop', fitting inside it for 'letterbox', never enlarged - kept as raw RGB, plus the gate's grey
+ * copy made from it. Every frame pays this; only a frame the gate accepts goes on to {@link encodeFrame}.
  */
-export async function preprocessFrame(image: Buffer, options: PreprocessOptions): Promise<PreprocessedFrame> {
+export async function decodeFrame(image: Buffer, options: PreprocessOptions): Promise<WorkingFrame> {
   const started = performance.now();
   const { size, fit, limitInputPixels, signal } = options;
-  const thumbnailSize = options.thumbnailSize ?? 160;
-  const graySize = options.graySize ?? 32;
-  const quality = options.jpegQuality ?? 85;
   signal?.throwIfAborted();
-
-  const working = Math.max(size, thumbnailSize);
+  const working = Math.max(size, options.thumbnailSize ?? 160);
   let width: number;
   let height: number;
   let raw: { data: Buffer; info: OutputInfo };
   try {
     const source = sharp(image, { failOn: FAIL_ON, limitInputPixels });
-    const meta = await source.metadata();
-    width = meta.autoOrient.width;
-    height = meta.autoOrient.height;
+    const meta = options.header ?? headerOf(await source.metadata());
+    width = meta.orientedWidth;
+    height = meta.orientedHeight;
     signal?.throwIfAborted();
     let pipeline = source
       .rotate()
@@ -113,12 +121,33 @@ export async function preprocessFrame(image: Buffer, options: PreprocessOptions)
     if (signal?.aborted) throw signal.reason;
     throw toFrameError(err);
   }
-  const decodeMs = performance.now() - started;
   signal?.throwIfAborted();
-
   const { info } = raw;
-  const base = sharp(raw.data, { raw: { width: info.width, height: info.height, channels: info.channels } });
-  const [model, thumbnail, gray] = await Promise.all([
+  return {
+    raw: { data: raw.data, width: info.width, height: info.height, channels: info.channels },
+    width,
+    height,
+    // A box average of the working copy: cheaper in plain code than another sharp pipeline.
+    gray: grayCopy(raw.data, info.width, info.height, info.channels, options.graySize ?? 32),
+    decodeMs: performance.now() - started,
+  };
+}
+
+/**
+ * Encodes a decoded frame's model input (size x size, cropped or letterboxed) and its thumbnail, both
+ * JPEG without metadata, from the working copy: the model input is resampled once in all (this step is a
+ * pure crop or pad unless the source was smaller than the model input).
+ */
+export async function encodeFrame(
+  frame: WorkingFrame,
+  options: PreprocessOptions,
+): Promise<{ model: Buffer; thumbnail: Buffer }> {
+  const { size, fit } = options;
+  const quality = options.jpegQuality ?? 85;
+  const thumbnailSize = options.thumbnailSize ?? 160;
+  const { data, width, height, channels } = frame.raw;
+  const base = sharp(data, { raw: { width, height, channels } });
+  const [model, thumbnail] = await Promise.all([
     base
       .clone()
       .resize(
@@ -129,25 +158,67 @@ export async function preprocessFrame(image: Buffer, options: PreprocessOptions)
       .jpeg({ quality })
       .toBuffer(),
     base.clone().resize(thumbnailSize, thumbnailSize, { fit: 'inside' }).jpeg({ quality }).toBuffer(),
-    base
-      .clone()
-      .greyscale()
-      .resize(graySize, graySize, { fit: 'fill' })
-      .extractChannel(0)
-      .raw()
-      .toBuffer({ resolveWithObject: true }),
   ]);
-  signal?.throwIfAborted();
+  options.signal?.throwIfAborted();
+  return { model, thumbnail };
+}
+
+/** Turns one encoded frame into the model input, a thumbnail and a grayscale gating copy (both steps). */
+export async function preprocessFrame(image: Buffer, options: PreprocessOptions): Promise<PreprocessedFrame> {
+  const started = performance.now();
+  const frame = await decodeFrame(image, options);
+  const { model, thumbnail } = await encodeFrame(frame, options);
   return {
     model,
     thumbnail,
-    width,
-    height,
-    gray: {
-      width: gray.info.width,
-      height: gray.info.height,
-      data: new Uint8Array(gray.data.buffer, gray.data.byteOffset, gray.data.byteLength),
-    },
-    timings: { decodeMs, totalMs: performance.now() - started },
+    width: frame.width,
+    height: frame.height,
+    gray: frame.gray,
+    timings: { decodeMs: frame.decodeMs, totalMs: performance.now() - started },
   };
+}
+
+function headerOf(meta: Metadata): FrameHeader {
+  return {
+    orientedWidth: meta.autoOrient.width,
+    orientedHeight: meta.autoOrient.height,
+    hasAlpha: meta.hasAlpha,
+    space: meta.space,
+    channels: meta.channels,
+  };
+}
+
+/**
+ * A size x size grey copy of an interleaved 8-bit RGB(A) image (aspect not kept): each output pixel is the
+ * mean luma (Rec. 601 weights) of the source box it covers, sampled on every other row and column where
+ * the box is 4 or more pixels across (a quarter of the work; the gate compares coarse shapes).
+ */
+export function grayCopy(
+  data: Uint8Array,
+  width: number,
+  height: number,
+  channels: number,
+  size: number,
+): { width: number; height: number; data: Uint8Array } {
+  const out = new Uint8Array(size * size);
+  const stepX = width >= 4 * size ? 2 : 1;
+  const stepY = height >= 4 * size ? 2 : 1;
+  for (let oy = 0; oy < size; oy++) {
+    const y0 = Math.floor((oy * height) / size);
+    const y1 = Math.max(y0 + 1, Math.floor(((oy + 1) * height) / size));
+    for (let ox = 0; ox < size; ox++) {
+      const x0 = Math.floor((ox * width) / size);
+      const x1 = Math.max(x0 + 1, Math.floor(((ox + 1) * width) / size));
+      let sum = 0;
+      let n = 0;
+      for (let y = y0; y < y1; y += stepY) {
+        let i = (y * width + x0) * channels;
+        for (let x = x0; x < x1; x += stepX, i += stepX * channels, n++) {
+          sum += 77 * data[i]! + 150 * data[i + 1]! + 29 * data[i + 2]!;
+        }
+      }
+      out[oy * size + ox] = Math.round(sum / (n * 256));
+    }
+  }
+  return { width: size, height: size, data: out };
 }

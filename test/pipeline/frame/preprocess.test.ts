@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { FramePreprocessError, preprocessFrame } from '../../../src/pipeline/frame/preprocess.js';
+import { FramePreprocessError, grayCopy, preprocessFrame } from '../../../src/pipeline/frame/preprocess.js';
 
 const LIMIT = 4096 * 4096;
 type Rgb = [number, number, number];
@@ -171,5 +171,29 @@ describe('preprocessFrame: hostile input', () => {
     await expect(
       preprocessFrame(jpeg, { size: 256, fit: 'crop', limitInputPixels: LIMIT, signal: controller.signal }),
     ).rejects.toThrow('shutting down');
+  });
+});
+
+describe('grayCopy', () => {
+  it('averages the luma of each source box, sampled or not', () => {
+    // 256x128 RGB: left half black, right half pure green; top rows of the right half white.
+    const width = 256;
+    const height = 128;
+    const data = new Uint8Array(width * height * 3);
+    for (let y = 0; y < height; y++) {
+      for (let x = width / 2; x < width; x++) {
+        const i = (y * width + x) * 3;
+        if (y < height / 2) data.set([255, 255, 255], i);
+        else data.set([0, 255, 0], i);
+      }
+    }
+    for (const size of [2, 32]) {
+      const gray = grayCopy(data, width, height, 3, size);
+      expect([gray.width, gray.height, gray.data.length]).toEqual([size, size, size * size]);
+      const at = (x: number, y: number) => gray.data[y * size + x]!;
+      expect(at(0, 0)).toBe(0);
+      expect(at(size - 1, 0)).toBe(255);
+      expect(at(size - 1, size - 1)).toBe(Math.round((150 * 255) / 256));
+    }
   });
 });
