@@ -72,7 +72,13 @@ async function throughDaemon(path: string) {
 /** The same kind of prompt straight through node-llama-cpp in this process. */
 async function direct(path: string, prompt: string) {
   const runtime = new NodeLlamaCppRuntime();
-  await runtime.load({ runtime: 'node-llama-cpp', modelPath: path, contextSize: CONTEXT, threads, gpu: false });
+  await runtime.load({
+    runtime: 'node-llama-cpp',
+    modelPath: path,
+    contextSize: CONTEXT,
+    threads,
+    gpu: false,
+  });
   const runs = [];
   for (let i = 0; i < JOBS; i++) {
     runs.push(await runtime.generate({ prompt, schema: DEFAULT_TASKS.explain.schema, maxTokens: 400 }));
@@ -113,7 +119,13 @@ for (let i = 0; i < 6; i++) {
   await supervisor.request({ type: 'unload' }).catch(() => {});
   await supervisor.request({
     type: 'load',
-    options: { runtime: 'node-llama-cpp', modelPath: i % 2 ? small : large, contextSize: CONTEXT, threads, gpu: false },
+    options: {
+      runtime: 'node-llama-cpp',
+      modelPath: i % 2 ? small : large,
+      contextSize: CONTEXT,
+      threads,
+      gpu: false,
+    },
   });
   if (i > 0) switches.push(performance.now() - started);
 }
