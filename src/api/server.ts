@@ -219,7 +219,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     try {
       body = await readFile(options.mediaFile(row.media));
     } catch {
-      return notFound(reply, 'the media file was deleted by retention (store.mediaDays, store.mediaMaxBytes)');
+      return notFound(
+        reply,
+        'the media file was deleted by retention (store.mediaDays, store.mediaMaxBytes)',
+      );
     }
     return reply
       .header('content-type', type ?? 'application/octet-stream')

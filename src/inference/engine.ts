@@ -4,7 +4,7 @@ import type { Clock, Logger } from '../common/index.js';
 import type { MemoryGovernor } from './governor/governor.js';
 import type { Decision, VariantOption } from './governor/planner.js';
 import type { GenerateRequest, GenerateResult, ModelInfo, RuntimeName } from './runtime.js';
-import type { ModelEstimate } from './worker/protocol.js';
+import type { ModelEstimate, ReplyOf } from './worker/protocol.js';
 import type { WorkerSupervisor } from './worker/supervisor.js';
 
 /** One model the governor may hold: a file (and projector), ranked by size. */
@@ -15,7 +15,7 @@ export interface ModelVariant {
   mmproj?: string | undefined;
 }
 
-export type EngineState = 'no-model' | 'over-budget' | 'loading' | 'ready' | 'idle';
+export type EngineState = 'no-model' | 'over-budget' | 'loading' | 'load-failed' | 'ready' | 'idle';
 
 export interface InferenceEngineOptions {
   supervisor: WorkerSupervisor;
@@ -107,20 +107,25 @@ export class InferenceEngine {
     }
     const decision = this.#governor.decide();
     this.#lastDecision = decision;
-    const target = decision.target;
     const current = this.#current;
     if (decision.action === 'unload') {
       await this.#unload();
       return this.#set('over-budget', decision.reason);
     }
-    if (decision.action === 'keep' || !target) {
+    // A projector copied in after the load: the same model and context again, now with it.
+    const reload = current && this.#projectorAppeared(current.variant, current.projectorPresent);
+    const target =
+      decision.action === 'keep' && current && reload
+        ? { id: current.variant.id, contextSize: current.contextSize, estimatedBytes: current.estimatedBytes }
+        : decision.target;
+    if ((decision.action === 'keep' && !reload) || !target) {
       return current ? this.#set('ready', '') : this.#set('over-budget', decision.reason);
     }
     if (
       current &&
       current.variant.id === target.id &&
       current.contextSize === target.contextSize &&
-      !this.#projectorAppeared(current.variant, current.projectorPresent)
+      !reload
     ) {
       return this.#set('ready', '');
     }
@@ -130,17 +135,26 @@ export class InferenceEngine {
     const { supervisor, logger } = this.#o;
     const choice = this.#runtimeFor(variant);
     // One resident model: the worker unloads the old one (and drops its runtime) before loading.
-    const reply = await supervisor.request({
-      type: 'load',
-      options: {
-        runtime: choice.runtime,
-        modelPath: variant.path,
-        mmprojPath: choice.mmproj,
-        contextSize: target.contextSize,
-        threads: this.#o.threads,
-        gpu: this.#o.gpu,
-      },
-    });
+    let reply: ReplyOf['load'];
+    try {
+      reply = await supervisor.request({
+        type: 'load',
+        options: {
+          runtime: choice.runtime,
+          modelPath: variant.path,
+          mmprojPath: choice.mmproj,
+          contextSize: target.contextSize,
+          threads: this.#o.threads,
+          gpu: this.#o.gpu,
+        },
+      });
+    } catch (error) {
+      // Nothing is resident now, whatever the governor planned; the next prepare() tries again.
+      this.#current = undefined;
+      this.#governor.recordUnloaded();
+      this.#set('load-failed', `loading ${variant.id} failed: ${(error as Error).message}`);
+      return false;
+    }
     const info = { ...reply.info, projectorError: reply.info.projectorError ?? choice.projectorError };
     this.#current = {
       variant,

@@ -361,7 +361,9 @@ describe('cross checks', () => {
   it('refuses a frame route that does not capture exactly one camera, or a camera name that is a path', () => {
     const yaml = 'ingest:\n  routes:\n    - { name: cams, filter: cameras/+/+/frame, kind: frame }\n';
     expect(problems({ yaml })).toEqual([
-      expect.stringMatching(/^ingest\.routes\.cams\.filter: a frame route captures the camera with exactly one/),
+      expect.stringMatching(
+        /^ingest\.routes\.cams\.filter: a frame route captures the camera with exactly one/,
+      ),
     ]);
     expect(problems({ yaml: 'frames:\n  cameras:\n    "../etc": { mode: "off" }\n' })).toEqual([
       expect.stringMatching(/frames\.cameras.*camera name/),

@@ -9,18 +9,22 @@ import {
   LlamaLogLevel,
   type LlamaModel,
 } from 'node-llama-cpp';
-import type {
-  GenerateRequest,
-  GenerateResult,
-  JsonSchema,
-  ModelInfo,
-  Runtime,
-  RuntimeLoadOptions,
+import {
+  CapabilityError,
+  type GenerateRequest,
+  type GenerateResult,
+  type JsonSchema,
+  type ModelInfo,
+  type Runtime,
+  type RuntimeLoadOptions,
 } from '../runtime.js';
 
 type JsonSchemaArgument = Parameters<Llama['createGrammarForJsonSchema']>[0];
 
-/** Text runtime over node-llama-cpp (llama.cpp). It takes no images: the multimodal runtime does. */
+/**
+ * Text runtime over node-llama-cpp (llama.cpp). It takes no images or audio: the llama.node runtime does.
+ * An aborted generation rejects with the signal's reason, like every runtime.
+ */
 export class NodeLlamaCppRuntime implements Runtime {
   readonly name = 'node-llama-cpp';
   #llama: Llama | undefined;
@@ -31,6 +35,12 @@ export class NodeLlamaCppRuntime implements Runtime {
   #sequence: LlamaContextSequence | undefined;
   #options: RuntimeLoadOptions | undefined;
   readonly #grammars = new Map<string, LlamaGrammar>();
+  /**
+   * Aborts the generations in flight when the model goes: node-llama-cpp throws an uncaught DisposedError
+   * when a sequence is disposed under a running generation, so unload() stops them and waits first.
+   */
+  #unloading = new AbortController();
+  readonly #generations = new Set<Promise<unknown>>();
 
   async load(options: RuntimeLoadOptions): Promise<ModelInfo> {
     await this.unload();
@@ -53,10 +63,32 @@ export class NodeLlamaCppRuntime implements Runtime {
     };
   }
 
-  async generate(request: GenerateRequest): Promise<GenerateResult> {
+  generate(request: GenerateRequest): Promise<GenerateResult> {
+    const generation = this.#generate(request);
+    const settled = generation.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#generations.add(settled);
+    void settled.then(() => this.#generations.delete(settled));
+    return generation;
+  }
+
+  async #generate(request: GenerateRequest): Promise<GenerateResult> {
     const model = this.#model;
     const completion = this.#completion;
     if (!model || !completion || !this.#sequence) throw new Error('no model loaded');
+    const [media] = request.media ?? [];
+    if (media) {
+      throw new CapabilityError(
+        media.kind,
+        `the node-llama-cpp runtime takes no ${media.kind}: set model.mmproj (OUTPOST_MMPROJ) to a projector ` +
+          'for the model; with model.runtime auto that selects the llama.node runtime, which does',
+      );
+    }
+    request.signal?.throwIfAborted();
+    const unloading = this.#unloading.signal;
+    const signal = request.signal ? AbortSignal.any([request.signal, unloading]) : unloading;
     const grammar = request.schema ? await this.#grammar(request.schema) : undefined;
     const promptTokens = model.tokenize(request.prompt, true).length;
     // Each job starts from an empty sequence: no job sees another's prompt.
@@ -68,7 +100,7 @@ export class NodeLlamaCppRuntime implements Runtime {
         grammar,
         maxTokens: request.maxTokens,
         temperature: request.temperature ?? 0,
-        signal: request.signal,
+        signal,
         onToken: (chunk) => {
           tokens += chunk.length;
         },
@@ -83,13 +115,17 @@ export class NodeLlamaCppRuntime implements Runtime {
               : 'stop';
       return { text: response, tokens, promptTokens, generationMs: performance.now() - started, stopReason };
     } catch (error) {
-      // A failed or aborted generation can leave the context unusable: the next job gets a new one.
-      await this.#newContext();
+      // A failed or aborted generation can leave the context unusable: the next job gets a new one,
+      // unless the model is going anyway.
+      if (!unloading.aborted) await this.#newContext();
       throw error;
     }
   }
 
   async unload(): Promise<void> {
+    this.#unloading.abort(new Error('the model was unloaded during generation'));
+    this.#unloading = new AbortController();
+    await Promise.all(this.#generations);
     this.#completion?.dispose({ disposeSequence: true });
     this.#completion = undefined;
     this.#sequence = undefined;

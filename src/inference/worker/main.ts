@@ -3,13 +3,33 @@
  * killer takes this process, not ingest and the store. Started by WorkerSupervisor with fork().
  */
 
-import type { Runtime } from '../runtime.js';
+import type { Runtime, RuntimeName } from '../runtime.js';
 import { estimateModels as estimate } from '../runtimes/estimate.js';
-import { NodeLlamaCppRuntime } from '../runtimes/nodeLlamaCpp.js';
 import type { WorkerReply, WorkerRequest } from './protocol.js';
 
-const runtime: Runtime = new NodeLlamaCppRuntime();
+/**
+ * Each runtime's adapter, imported on first use: a worker that only ever loads one runtime never loads the
+ * other's JavaScript and native module.
+ */
+const RUNTIMES: Record<RuntimeName, () => Promise<Runtime>> = {
+  'node-llama-cpp': async () => new (await import('../runtimes/nodeLlamaCpp.js')).NodeLlamaCppRuntime(),
+  'llama.node': async () => new (await import('../runtimes/llamaNode.js')).LlamaNodeRuntime(),
+};
+
+/** The one runtime instance; a load that names another runtime unloads and drops it first. */
+let runtime: Runtime | undefined;
 const running = new Map<number, AbortController>();
+
+async function runtimeFor(name: RuntimeName): Promise<Runtime> {
+  if (runtime?.name !== name) {
+    // Never two models resident: the old runtime's model goes before the new runtime loads one.
+    const previous = runtime;
+    runtime = undefined;
+    await previous?.unload();
+    runtime = await RUNTIMES[name]();
+  }
+  return runtime;
+}
 
 const send = (reply: WorkerReply) => process.send?.(reply);
 const rss = () => process.memoryUsage.rss();
@@ -19,7 +39,7 @@ async function handle(message: WorkerRequest): Promise<void> {
     switch (message.type) {
       case 'load': {
         const started = performance.now();
-        const info = await runtime.load(message.options);
+        const info = await (await runtimeFor(message.options.runtime)).load(message.options);
         send({ type: 'loaded', id: message.id, info, rssBytes: rss(), loadMs: performance.now() - started });
         return;
       }
@@ -27,6 +47,7 @@ async function handle(message: WorkerRequest): Promise<void> {
         const controller = new AbortController();
         running.set(message.id, controller);
         try {
+          if (!runtime) throw new Error('no model loaded');
           const result = await runtime.generate({ ...message.request, signal: controller.signal });
           send({ type: 'generated', id: message.id, result, rssBytes: rss() });
         } catch (error) {
@@ -48,12 +69,12 @@ async function handle(message: WorkerRequest): Promise<void> {
         });
         return;
       case 'unload':
-        await runtime.unload();
+        await runtime?.unload();
         send({ type: 'unloaded', id: message.id, rssBytes: rss() });
         return;
       case 'shutdown':
         for (const controller of running.values()) controller.abort(new Error('worker shutting down'));
-        await runtime.unload();
+        await runtime?.unload();
         send({ type: 'done', id: message.id });
         process.disconnect?.();
         return;

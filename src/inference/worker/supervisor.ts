@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import type { Clock, Logger, Timer } from '../../common/index.js';
 import { WorkerCrashedError, WorkerFailedError, WorkerTimeoutError } from './errors.js';
 import type { ReplyOf, WorkerReply, WorkerRequest } from './protocol.js';
@@ -47,6 +48,10 @@ function oomKills(): number | undefined {
   }
 }
 
+/** Longest worker output line logged, chars; stderr lines kept for a crash report. */
+const MAX_LINE = 500;
+const KEEP_STDERR_LINES = 20;
+
 const here = import.meta.url;
 /** The worker entry beside this file: compiled JS in production, TypeScript (through tsx) in development. */
 const workerEntry = new URL(here.endsWith('.ts') ? './main.ts' : './main.js', here);
@@ -67,6 +72,7 @@ export class WorkerSupervisor extends EventEmitter<SupervisorEvents> {
   #startedAt = 0;
   #oomKillsAtFork: number | undefined;
   #stopping = false;
+  #lastStderr: string[] = [];
   /** crashes since start */
   crashes = 0;
 
@@ -172,9 +178,14 @@ export class WorkerSupervisor extends EventEmitter<SupervisorEvents> {
     const child = fork(workerEntry, [], {
       execArgv,
       serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // llama.cpp and llama.node write their own logs to stdout/stderr: into the daemon's log at debug,
+      // never onto its stdout (which may be JSON lines for a collector).
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     this.#child = child;
+    this.#lastStderr = [];
+    this.#forward(child, 'stdout');
+    this.#forward(child, 'stderr');
     this.#startedAt = this.options.clock.monotonic();
     this.#oomKillsAtFork = oomKills();
     const ready = new Promise<void>((resolve, reject) => {
@@ -202,6 +213,21 @@ export class WorkerSupervisor extends EventEmitter<SupervisorEvents> {
     return ready;
   }
 
+  /** Logs the worker's output lines at debug (bounded in length); keeps the last stderr lines. */
+  #forward(child: ChildProcess, stream: 'stdout' | 'stderr') {
+    const source = child[stream];
+    if (!source) return;
+    const lines = createInterface({ input: source, crlfDelay: Number.POSITIVE_INFINITY });
+    lines.on('line', (line) => {
+      const text = line.length > MAX_LINE ? `${line.slice(0, MAX_LINE)}...` : line;
+      if (stream === 'stderr') {
+        this.#lastStderr.push(text);
+        if (this.#lastStderr.length > KEEP_STDERR_LINES) this.#lastStderr.shift();
+      }
+      this.options.logger.debug({ worker: child.pid, stream, line: text }, 'inference worker output');
+    });
+  }
+
   #onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null) {
     if (this.#child !== child) return;
     const expected = this.#stopping;
@@ -224,7 +250,11 @@ export class WorkerSupervisor extends EventEmitter<SupervisorEvents> {
     }
     const delay = this.#restartDelay;
     this.#restartDelay = Math.min(delay * 2, this.options.maxRestartMs ?? 30_000);
-    logger.warn({ code, signal, restartInMs: delay }, 'inference worker exited; restarting');
+    // What the native code said last is often the only trace of why it died (a GGML_ASSERT, a segfault).
+    logger.warn(
+      { code, signal, restartInMs: delay, lastStderr: this.#lastStderr },
+      'inference worker exited; restarting',
+    );
     this.#restartTimer = clock.setTimeout(() => {
       this.#restartTimer = undefined;
       if (!this.#stopping) void this.start().catch(() => {});

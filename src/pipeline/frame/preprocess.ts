@@ -64,6 +64,9 @@ export class FramePreprocessError extends Error {
  * frames with broken entropy data; 'none' would pass everything.
  */
 const FAIL_ON = 'error' as const;
+
+// Every camera frame is new: libvips' operation cache (50 MB by default) would only hold memory.
+sharp.cache(false);
 const BLACK = { r: 0, g: 0, b: 0, alpha: 1 };
 
 function toFrameError(err: unknown): FramePreprocessError {
