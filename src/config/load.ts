@@ -3,6 +3,8 @@ import { hostname as osHostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { z } from 'zod';
+// A pure check, imported directly (not through the inference stage's index).
+import { grammarSchemaProblem } from '../inference/schemaCheck.js';
 import { ConfigError } from './errors.js';
 import { type ConfigKey, configKeys } from './keys.js';
 import { type Config, configSchema, routeMaxBytes } from './schema.js';
@@ -202,6 +204,14 @@ function crossChecks(config: Config): string[] {
       problems.push(
         `ingest.routes.${route.name}.filter: a sensor route captures the device (and metric) with 1-2 wildcards`,
       );
+    }
+    for (const [task, override] of Object.entries(route.tasks ?? {})) {
+      const problem = override?.schema && grammarSchemaProblem(override.schema);
+      if (problem) {
+        problems.push(
+          `ingest.routes.${route.name}.tasks.${task}.schema: llama.cpp cannot turn it into a grammar: ${problem}`,
+        );
+      }
     }
     if (route.kind === 'frame' && (captures !== 1 || route.filter.includes('#'))) {
       problems.push(

@@ -368,6 +368,17 @@ describe('cross checks', () => {
     expect(problems({ yaml: 'frames:\n  cameras:\n    "../etc": { mode: "off" }\n' })).toEqual([
       expect.stringMatching(/frames\.cameras.*camera name/),
     ]);
+    const badSchema = JSON.stringify([
+      {
+        name: 'cams',
+        filter: 'cameras/+/frame',
+        kind: 'frame',
+        tasks: { frame: { schema: { type: 'object', properties: { n: { type: 'strnig' } } } } },
+      },
+    ]);
+    expect(problems({ env: { OUTPOST_INGEST_ROUTES: badSchema } })).toEqual([
+      'ingest.routes.cams.tasks.frame.schema: llama.cpp cannot turn it into a grammar: unknown type "strnig" at #/properties/n',
+    ]);
     expect(problems({ env: { OUTPOST_FRAMES_SIZE: '300' } })).toEqual([
       expect.stringMatching(/^OUTPOST_FRAMES_SIZE/),
     ]);
