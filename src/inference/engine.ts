@@ -116,7 +116,16 @@ export class InferenceEngine {
     const reload = current && this.#projectorAppeared(current.variant, current.projectorPresent);
     const target =
       decision.action === 'keep' && current && reload
-        ? { id: current.variant.id, contextSize: current.contextSize, estimatedBytes: current.estimatedBytes }
+        ? {
+            id: current.variant.id,
+            contextSize: current.contextSize,
+            // the estimate now counts the projector
+            estimatedBytes:
+              this.#variantOptions()
+                .find((v) => v.id === current.variant.id)
+                ?.estimates.find((e) => e.contextSize === current.contextSize)?.bytes ??
+              current.estimatedBytes,
+          }
         : decision.target;
     if ((decision.action === 'keep' && !reload) || !target) {
       return current ? this.#set('ready', '') : this.#set('over-budget', decision.reason);
@@ -215,6 +224,8 @@ export class InferenceEngine {
         id: v.id,
         path: v.path,
         present: this.#estimates.has(v.path),
+        // what the governor adds for the projector (0 while its file is not there)
+        projectorBytes: projectorBytes(v.mmproj),
       })),
       lastDecision: this.#lastDecision ?? null,
       governor: this.#governor.status(),

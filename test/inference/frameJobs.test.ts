@@ -68,6 +68,7 @@ interface Status {
     runtime: string | null;
     capabilities: { image: boolean } | null;
     projectorError: string | null;
+    variants: { id: string; projectorBytes: number }[];
   };
   jobs: Record<string, number>;
 }
@@ -158,6 +159,7 @@ describe('frame jobs through libmtmd', { timeout: 120_000 }, () => {
     expect(waiting.model).toMatchObject({ runtime: 'node-llama-cpp', capabilities: { image: false } });
     expect(waiting.model.projectorError).toMatch(/not there/);
     expect(waiting.jobs['waiting-capability']).toBe(1);
+    expect(waiting.model.variants).toEqual([expect.objectContaining({ id: 'tiny.gguf', projectorBytes: 0 })]);
 
     // More frames while it waits: each replaces the one before.
     await publishFrames(gateway, 'gate', [200, 380, 500]);
@@ -182,10 +184,10 @@ describe('frame jobs through libmtmd', { timeout: 120_000 }, () => {
     const newest = JSON.parse(frameJobs(gateway)[3]!.input) as { input: string };
     expect(frameJobs(gateway).map((j) => j.state)).toEqual(['dropped', 'dropped', 'dropped', 'done']);
     expect(newest.input).toMatch(/-input\.jpg$/);
-    expect((await status(gateway)).model).toMatchObject({
-      runtime: 'llama.node',
-      capabilities: { image: true },
-    });
+    const withProjector = (await status(gateway)).model;
+    expect(withProjector).toMatchObject({ runtime: 'llama.node', capabilities: { image: true } });
+    // The governor counts the projector: its weights and an allowance for the encoder's buffers.
+    expect(withProjector.variants[0]!.projectorBytes).toBeGreaterThan(64 * 1024 * 1024);
   });
 
   it('reports a projector that does not fit the model, and keeps serving text', async () => {

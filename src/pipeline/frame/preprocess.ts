@@ -1,4 +1,4 @@
-import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import sharp, { type Metadata, type OutputInfo, type Sharp } from 'sharp';
 import type { FrameHeader } from './decode.js';
 
 /** Model input edge lengths supported by the vision encoder, px. */
@@ -91,35 +91,32 @@ export interface WorkingFrame {
   gray: { width: number; height: number; data: Uint8Array };
   /** header read plus the decode, ms */
   decodeMs: number;
+  /** the encoded frame, for a thumbnail larger than the working copy */
+  source: Buffer;
+  header: FrameHeader;
 }
 
 /**
- * Decodes a frame exactly once: one sharp pipeline auto-orients it and shrinks it (using JPEG
- * shrink-on-load) to the smallest working copy from which every output is exact - covering size x size
- * for 'crop', fitting inside it for 'letterbox', never enlarged - kept as raw RGB, plus the gate's grey
- * copy made from it. Every frame pays this; only a frame the gate accepts goes on to {@link encodeFrame}.
+ * Decodes a frame once: one sharp pipeline auto-orients it and shrinks it (using JPEG shrink-on-load) to
+ * the smallest working copy the model input can be made from exactly - covering size x size for 'crop',
+ * fitting inside it for 'letterbox', never enlarged - kept as raw RGB, plus the gate's grey copy made from
+ * it. Every frame pays this, so it is no larger than the model needs; only a frame the gate accepts goes on
+ * to {@link encodeFrame}.
  */
 export async function decodeFrame(image: Buffer, options: PreprocessOptions): Promise<WorkingFrame> {
   const started = performance.now();
   const { size, fit, limitInputPixels, signal } = options;
   signal?.throwIfAborted();
-  const working = Math.max(size, options.thumbnailSize ?? 160);
-  let width: number;
-  let height: number;
+  let header: FrameHeader;
   let raw: { data: Buffer; info: OutputInfo };
   try {
     const source = sharp(image, { failOn: FAIL_ON, limitInputPixels });
-    const meta = options.header ?? headerOf(await source.metadata());
-    width = meta.orientedWidth;
-    height = meta.orientedHeight;
+    header = options.header ?? headerOf(await source.metadata());
     signal?.throwIfAborted();
-    let pipeline = source
+    const pipeline = source
       .rotate()
-      .resize(working, working, { fit: fit === 'crop' ? 'outside' : 'inside', withoutEnlargement: true });
-    // Only pay for these when the source needs them: a camera JPEG is already 3-band sRGB.
-    if (meta.hasAlpha) pipeline = pipeline.flatten({ background: BLACK });
-    if (meta.space !== 'srgb' || meta.channels !== 3) pipeline = pipeline.toColourspace('srgb');
-    raw = await pipeline.raw().toBuffer({ resolveWithObject: true });
+      .resize(size, size, { fit: fit === 'crop' ? 'outside' : 'inside', withoutEnlargement: true });
+    raw = await toSrgb(pipeline, header).raw().toBuffer({ resolveWithObject: true });
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
     throw toFrameError(err);
@@ -128,18 +125,30 @@ export async function decodeFrame(image: Buffer, options: PreprocessOptions): Pr
   const { info } = raw;
   return {
     raw: { data: raw.data, width: info.width, height: info.height, channels: info.channels },
-    width,
-    height,
+    width: header.orientedWidth,
+    height: header.orientedHeight,
     // A box average of the working copy: cheaper in plain code than another sharp pipeline.
     gray: grayCopy(raw.data, info.width, info.height, info.channels, options.graySize ?? 32),
     decodeMs: performance.now() - started,
+    source: image,
+    header,
   };
+}
+
+/** Flattens alpha onto black and converts to 3-band sRGB, only where the source needs it. */
+function toSrgb(pipeline: Sharp, header: FrameHeader): Sharp {
+  let out = pipeline;
+  if (header.hasAlpha) out = out.flatten({ background: BLACK });
+  if (header.space !== 'srgb' || header.channels !== 3) out = out.toColourspace('srgb');
+  return out;
 }
 
 /**
  * Encodes a decoded frame's model input (size x size, cropped or letterboxed) and its thumbnail, both
- * JPEG without metadata, from the working copy: the model input is resampled once in all (this step is a
- * pure crop or pad unless the source was smaller than the model input).
+ * JPEG without metadata. The model input comes from the working copy, resampled once in all (this step is
+ * a pure crop or pad unless the source was smaller than the model input); so does the thumbnail, unless it
+ * is larger than the working copy (a 320 thumbnail of a 256 model input): then it is decoded from the
+ * source again, which only accepted frames pay.
  */
 export async function encodeFrame(
   frame: WorkingFrame,
@@ -160,10 +169,20 @@ export async function encodeFrame(
       )
       .jpeg({ quality })
       .toBuffer(),
-    base.clone().resize(thumbnailSize, thumbnailSize, { fit: 'inside' }).jpeg({ quality }).toBuffer(),
+    thumbnailOf(frame, thumbnailSize, options.limitInputPixels).jpeg({ quality }).toBuffer(),
   ]);
   options.signal?.throwIfAborted();
   return { model, thumbnail };
+}
+
+/** A pipeline that ends in the thumbnail's pixels: from the working copy when it is large enough. */
+function thumbnailOf(frame: WorkingFrame, size: number, limitInputPixels: number): Sharp {
+  const { data, width, height, channels } = frame.raw;
+  const fromWorking = Math.max(width, height) >= size || (width === frame.width && height === frame.height); // the working copy is the whole source
+  const pipeline = fromWorking
+    ? sharp(data, { raw: { width, height, channels } })
+    : toSrgb(sharp(frame.source, { failOn: FAIL_ON, limitInputPixels }).rotate(), frame.header);
+  return pipeline.resize(size, size, { fit: 'inside', withoutEnlargement: true });
 }
 
 /** Turns one encoded frame into the model input, a thumbnail and a grayscale gating copy (both steps). */
