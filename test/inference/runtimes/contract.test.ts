@@ -1,14 +1,17 @@
 /**
  * Model tier: one contract suite run against every runtime adapter, with the real runtimes and the tiny
  * generated gemma3n model (no mocks), CPU, 1 thread. The llama.node runtime also takes a tiny gemma3
- * projector and a JPEG made with sharp; those cases follow the contract.
+ * projector and a JPEG made with sharp, and a tiny voxtral projector (alone and merged with the gemma3 one)
+ * and a WAV made with sox; those cases follow the contract.
  *
  * The tiny model has random weights: its text is gibberish, but greedy decoding makes it repeatable and
  * a JSON schema makes it valid JSON.
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Ajv } from 'ajv';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +26,7 @@ import {
 } from '../../../src/inference/runtime.js';
 import { LlamaNodeRuntime } from '../../../src/inference/runtimes/llamaNode.js';
 import { NodeLlamaCppRuntime } from '../../../src/inference/runtimes/nodeLlamaCpp.js';
+import { writeTinyAudioProjector } from '../../fixtures/gguf/audioProjector.js';
 import { writeTinyGemma3n } from '../../fixtures/gguf/gemma3n.js';
 import { writeTinyVisionProjector } from '../../fixtures/gguf/visionProjector.js';
 
@@ -44,7 +48,15 @@ const words = (count: number) => Array.from({ length: count }, (_, i) => `w${i}`
 const PROMPT = turn('The pump vibrates. Report as JSON.');
 
 let dir: string;
-let files: { model: string; projector: string; wrongProjector: string; image: string };
+let files: {
+  model: string;
+  projector: string;
+  wrongProjector: string;
+  image: string;
+  audioProjector: string;
+  bothProjector: string;
+  audio: string;
+};
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'outpost-runtimes-'));
@@ -58,7 +70,26 @@ beforeAll(async () => {
       .jpeg()
       .toBuffer(),
   );
-  files = { model: model.path, projector: projector.path, wrongProjector: wrong.path, image };
+  const audioProjector = await writeTinyAudioProjector(join(dir, 'mmproj-audio.gguf'), {
+    projectionDim: model.nEmbd,
+  });
+  const bothProjector = await writeTinyAudioProjector(join(dir, 'mmproj-both.gguf'), {
+    projectionDim: model.nEmbd,
+    withVision: true,
+  });
+  const audio = join(dir, 'pump.wav');
+  // 2 s of a 440 Hz tone, 16 kHz mono 16-bit PCM
+  const tone = ['-n', '-r', '16000', '-c', '1', '-b', '16', audio, 'synth', '2', 'sine', '440'];
+  await promisify(execFile)('sox', tone);
+  files = {
+    model: model.path,
+    projector: projector.path,
+    wrongProjector: wrong.path,
+    image,
+    audioProjector: audioProjector.path,
+    bothProjector: bothProjector.path,
+    audio,
+  };
 });
 
 afterAll(async () => {
@@ -288,5 +319,96 @@ describe('llama.node runtime with a projector', { timeout: MODEL_TIMEOUT }, () =
     await expect(runtime.load(options('llama.node', { modelPath: files.image }))).rejects.toThrow(
       /frame\.jpg: not a GGUF file/,
     );
+  });
+});
+
+describe('llama.node runtime with an audio projector', { timeout: MODEL_TIMEOUT }, () => {
+  const runtime = new LlamaNodeRuntime();
+  const audioPrompt = turn(`${MEDIA_MARKER}What does the pump sound like? Report as JSON.`);
+  const audio = () => [{ kind: 'audio' as const, path: files.audio }];
+  const image = () => [{ kind: 'image' as const, path: files.image }];
+  /** libmtmd pads a 2 s clip to two 30 s chunks of 15 embeddings each with the tiny projector */
+  const AUDIO_TOKENS = 30;
+  afterAll(() => runtime.unload());
+
+  it('takes audio and answers about a WAV in JSON', async () => {
+    const info = await runtime.load(options('llama.node', { mmprojPath: files.audioProjector }));
+    expect(info.capabilities).toEqual({ text: true, image: false, audio: true });
+    expect(info.projectorError).toBeUndefined();
+
+    const withAudio = await runtime.generate({
+      prompt: audioPrompt,
+      media: audio(),
+      schema: SCHEMA,
+      maxTokens: 96,
+    });
+    expect(matchesSchema(JSON.parse(withAudio.text))).toBe(true);
+    expect(withAudio.stopReason).toBe('end');
+    const without = await runtime.generate({
+      prompt: audioPrompt.replace(MEDIA_MARKER, ''),
+      schema: SCHEMA,
+      maxTokens: 96,
+    });
+    // the clip's embeddings plus voxtral's [BEGIN_AUDIO] text
+    expect(withAudio.promptTokens).toBeGreaterThan(without.promptTokens + AUDIO_TOKENS);
+  });
+
+  it('stops an audio generation at maxTokens', async () => {
+    const result = await runtime.generate({ prompt: audioPrompt, media: audio(), maxTokens: 5 });
+    expect(result).toMatchObject({ tokens: 5, stopReason: 'maxTokens' });
+  });
+
+  it('refuses an image, saying the projector has no vision encoder', async () => {
+    const error = await runtime
+      .generate({ prompt: turn(`${MEDIA_MARKER}What is in the frame?`), media: image(), maxTokens: 4 })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CapabilityError);
+    expect(error).toMatchObject({ name: 'CapabilityError', capability: 'image' });
+    expect((error as Error).message).toMatch(/mmproj-audio\.gguf has no image encoder/);
+    await expectGenerates(runtime, { prompt: audioPrompt, media: audio() });
+  });
+
+  it('refuses audio on a vision-only projector, saying what to configure', async () => {
+    const info = await runtime.load(options('llama.node', { mmprojPath: files.projector }));
+    expect(info.capabilities).toEqual({ text: true, image: true, audio: false });
+    const error = await runtime
+      .generate({ prompt: audioPrompt, media: audio(), maxTokens: 4 })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CapabilityError);
+    expect(error).toMatchObject({ name: 'CapabilityError', capability: 'audio' });
+    expect((error as Error).message).toMatch(
+      /mmproj\.gguf has no audio encoder: set model\.mmproj \(OUTPOST_MMPROJ\) to an audio projector/,
+    );
+    await expectGenerates(runtime, { prompt: turn(`${MEDIA_MARKER}What is in the frame?`), media: image() });
+  });
+
+  it('takes images and audio, apart and together, from one projector file', async () => {
+    const info = await runtime.load(options('llama.node', { mmprojPath: files.bothProjector }));
+    expect(info.capabilities).toEqual({ text: true, image: true, audio: true });
+    expect(info.projectorError).toBeUndefined();
+
+    const heard = await runtime.generate({
+      prompt: audioPrompt,
+      media: audio(),
+      schema: SCHEMA,
+      maxTokens: 96,
+    });
+    expect(matchesSchema(JSON.parse(heard.text))).toBe(true);
+    const seen = await runtime.generate({
+      prompt: turn(`${MEDIA_MARKER}What is in the frame? Report as JSON.`),
+      media: image(),
+      schema: SCHEMA,
+      maxTokens: 96,
+    });
+    expect(matchesSchema(JSON.parse(seen.text))).toBe(true);
+    const both = await runtime.generate({
+      prompt: turn(`${MEDIA_MARKER} ${MEDIA_MARKER}What happened? Report as JSON.`),
+      media: [...image(), ...audio()],
+      schema: SCHEMA,
+      maxTokens: 96,
+    });
+    expect(matchesSchema(JSON.parse(both.text))).toBe(true);
+    // the image's 4 embeddings and the clip's 30
+    expect(both.promptTokens).toBeGreaterThan(4 + AUDIO_TOKENS);
   });
 });
