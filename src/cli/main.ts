@@ -91,6 +91,13 @@ const jpegQuality = (text: string) => {
     throw new InvalidArgumentError('must be an integer from 1 to 100');
   return n;
 };
+const sampleRate = (text: string) => {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 8000 || n > 48000) {
+    throw new InvalidArgumentError('must be an integer from 8000 to 48000 Hz, e.g. 16000');
+  }
+  return n;
+};
 const fraction = (text: string) => {
   const n = Number(text);
   if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('must be between 0 and 1');
@@ -100,19 +107,24 @@ const fraction = (text: string) => {
 program
   .command('simulate')
   .description(
-    'publish realistic sensor traffic (with anomalies and noise) and camera frames (objects that cross, ' +
-      'come and go, or stay; long quiet stretches) to a broker',
+    'publish realistic sensor traffic (with anomalies and noise), camera frames (objects that cross, ' +
+      'come and go, or stay; long quiet stretches) and audio clips (speech, machine hum, silence) to a broker',
   )
   .option('-u, --url <url>', 'broker URL', process.env.OUTPOST_MQTT_URL ?? 'mqtt://127.0.0.1:1883')
   .option('--username <name>', 'broker user name')
   .option('--password <password>', 'broker password')
-  .option('-d, --devices <n>', 'simulated sensor devices (0: cameras only)', nonNegativeInt('devices'), 3)
+  .option(
+    '-d, --devices <n>',
+    'simulated sensor devices (0: cameras and audio only)',
+    nonNegativeInt('devices'),
+    3,
+  )
   .option('--prefix <name>', 'device name prefix', 'pump')
   .option('-m, --metrics <list>', 'comma-separated metrics', 'temperature,pressure,vibration')
   .option('-r, --rate <n>', 'sensor messages per second in total', positiveInt('rate'), 10)
   .option(
     '-n, --count <n>',
-    'stop after this many messages (sensor messages and frames)',
+    'stop after this many messages (sensor messages, frames and clips)',
     positiveInt('count'),
   )
   .option('--duration <seconds>', 'stop after this many seconds', positiveInt('duration'))
@@ -138,6 +150,22 @@ program
       .default({ width: 1280, height: 720 }, '1280x720'),
   )
   .option('--jpeg-quality <q>', 'JPEG quality of the frames (1-100)', jpegQuality, 80)
+  .option(
+    '--audio <n>',
+    'simulated audio sources, publishing WAV clips on audio/<source>/clip',
+    nonNegativeInt('audio'),
+    0,
+  )
+  .option('--audio-prefix <name>', 'audio source name prefix (sources are <prefix>-1..N)', 'mic')
+  .option('--clip-seconds <s>', 'length of each clip in seconds', positiveNumber('clip-seconds'), 10)
+  .option('--clip-interval <s>', 'seconds between the clips of a source', positiveNumber('clip-interval'), 30)
+  .option('--audio-rate <hz>', 'sample rate of the clips (8000-48000)', sampleRate, 16000)
+  .addOption(new Option('--audio-channels <n>', 'channels of the clips').choices(['1', '2']).default('1'))
+  .addOption(
+    new Option('--audio-speech <engine>', 'who speaks: espeak-ng if installed, else synthetic (auto)')
+      .choices(['auto', 'espeak-ng', 'synthetic'])
+      .default('auto'),
+  )
   .option('--seed <n>', 'random seed', positiveInt('seed'), 1)
   .action(async (opts) => {
     const controller = new AbortController();
@@ -169,6 +197,13 @@ program
         width: opts.resolution.width,
         height: opts.resolution.height,
         jpegQuality: opts.jpegQuality,
+        audio: opts.audio,
+        audioPrefix: opts.audioPrefix,
+        clipSeconds: opts.clipSeconds,
+        clipInterval: opts.clipInterval,
+        audioRate: opts.audioRate,
+        audioChannels: Number(opts.audioChannels) as 1 | 2,
+        audioSpeech: opts.audioSpeech,
       },
       controller.signal,
       (s) => {
@@ -176,8 +211,9 @@ program
         lastLine = Date.now();
         const frames =
           s.frames + s.skippedFrames > 0 ? `, ${s.frames} frames, ${s.skippedFrames} skipped` : '';
+        const clips = s.clips + s.skippedClips > 0 ? `, ${s.clips} clips, ${s.skippedClips} skipped` : '';
         process.stderr.write(
-          `sent ${s.sent} (${s.anomalies} anomalies${frames}), ${s.ratePerSecond.toFixed(0)} msg/s\n`,
+          `sent ${s.sent} (${s.anomalies} anomalies${frames}${clips}), ${s.ratePerSecond.toFixed(0)} msg/s\n`,
         );
       },
     );

@@ -124,6 +124,12 @@ describe('runSimulation', () => {
     await expect(runSimulation({ url, cameras: -1 }, signal)).rejects.toThrow(/cameras/);
     await expect(runSimulation({ url, devices: 0, cameras: 1, fps: 0 }, signal)).rejects.toThrow(/fps/);
     await expect(runSimulation({ url, cameras: 1, width: 100_000 }, signal)).rejects.toThrow(/width/);
+    await expect(runSimulation({ url, audio: -1 }, signal)).rejects.toThrow(/audio/);
+    await expect(runSimulation({ url, devices: 0, audio: 1, clipInterval: 0 }, signal)).rejects.toThrow(
+      /clipInterval/,
+    );
+    await expect(runSimulation({ url, audio: 1, audioRate: 1_000 }, signal)).rejects.toThrow(/sample rate/);
+    await expect(runSimulation({ url, audio: 1, audioPrefix: 'a/b' }, signal)).rejects.toThrow(/prefix/);
   });
 
   describe('with cameras', () => {
@@ -219,6 +225,155 @@ describe('runSimulation', () => {
       expect(summary.frames).toBeGreaterThan(0);
       await waitFor('all frames', () => frames.length === summary.frames);
     });
+  });
+});
+
+/** The format fields of a canonical 44-byte-header PCM WAV, read by hand. */
+function wavFormat(wav: Buffer) {
+  return {
+    riff: wav.toString('ascii', 0, 4) + wav.toString('ascii', 8, 12),
+    format: wav.readUInt16LE(20),
+    channels: wav.readUInt16LE(22),
+    sampleRate: wav.readUInt32LE(24),
+    bits: wav.readUInt16LE(34),
+    dataBytes: wav.readUInt32LE(40),
+  };
+}
+
+describe('runSimulation with audio', () => {
+  let broker: Aedes;
+  let server: net.Server;
+  let url: string;
+  let listener: MqttClient;
+  let clips: { topic: string; payload: Buffer }[];
+  let other: string[];
+
+  beforeEach(async () => {
+    broker = await Aedes.createBroker();
+    server = net.createServer(broker.handle);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    clips = [];
+    other = [];
+    listener = await mqtt.connectAsync(url, { protocolVersion: 4 });
+    listener.on('message', (topic, payload) => {
+      if (topic.startsWith('audio/')) clips.push({ topic, payload });
+      else other.push(topic);
+    });
+    await listener.subscribeAsync('#', { qos: 1 });
+  });
+
+  afterEach(async () => {
+    await listener?.endAsync();
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it('publishes a WAV clip of every source every clip interval, audio only', async () => {
+    // Default speech: espeak-ng where installed, else the synthetic voice.
+    const summary = await runSimulation(
+      { url, devices: 0, cameras: 0, audio: 2, clipSeconds: 2, clipInterval: 0.5, count: 6, seed: 3 },
+      new AbortController().signal,
+    );
+    expect(summary).toMatchObject({ sent: 6, clips: 6, skippedClips: 0, frames: 0, anomalies: 0 });
+    // 3 clips per source every 0.5 s: the last pair is due at 1 s.
+    expect(summary.elapsedMs).toBeGreaterThan(900);
+    await waitFor('6 clips at the subscriber', () => clips.length === 6);
+    expect(summary.clipBytes).toBe(clips.reduce((sum, c) => sum + c.payload.length, 0));
+    expect(clips.filter((c) => c.topic === 'audio/mic-1/clip')).toHaveLength(3);
+    expect(clips.filter((c) => c.topic === 'audio/mic-2/clip')).toHaveLength(3);
+    for (const { payload } of clips) {
+      expect(wavFormat(payload)).toEqual({
+        riff: 'RIFFWAVE',
+        format: 1,
+        channels: 1,
+        sampleRate: 16_000,
+        bits: 16,
+        dataBytes: 2 * 16_000 * 2,
+      });
+      expect(payload.length).toBe(44 + 2 * 16_000 * 2);
+    }
+    expect(other).toHaveLength(0);
+  });
+
+  it('plays audio beside sensors and cameras for a duration, in stereo at another rate', async () => {
+    const summary = await runSimulation(
+      {
+        url,
+        devices: 1,
+        rate: 20,
+        cameras: 1,
+        fps: 2,
+        width: 160,
+        height: 120,
+        audio: 1,
+        audioPrefix: 'yard',
+        clipSeconds: 1,
+        clipInterval: 0.4,
+        audioRate: 8_000,
+        audioChannels: 2,
+        audioSpeech: 'synthetic',
+        durationSeconds: 1,
+      },
+      new AbortController().signal,
+    );
+    // Clips are due at 0, 0.4 and 0.8 s.
+    expect(summary.clips).toBe(3);
+    expect(summary.frames).toBeGreaterThanOrEqual(2);
+    expect(summary.sent - summary.frames - summary.clips).toBeGreaterThanOrEqual(15);
+    await waitFor('all clips', () => clips.length === 3);
+    for (const { topic, payload } of clips) {
+      expect(topic).toBe('audio/yard-1/clip');
+      expect(wavFormat(payload)).toMatchObject({ channels: 2, sampleRate: 8_000, dataBytes: 8_000 * 2 * 2 });
+    }
+    await waitFor('everything else', () => other.length === summary.sent - summary.clips);
+  });
+
+  it('skips clip ticks it cannot keep up with instead of queueing them, and counts them', async () => {
+    // A 30 s stereo clip at 48 kHz takes tens of ms to generate; one every 20 ms cannot keep up.
+    const summary = await runSimulation(
+      {
+        url,
+        devices: 0,
+        audio: 1,
+        clipSeconds: 30,
+        clipInterval: 0.02,
+        audioRate: 48_000,
+        audioChannels: 2,
+        audioSpeech: 'synthetic',
+        durationSeconds: 0.5,
+      },
+      new AbortController().signal,
+    );
+    expect(summary.clips).toBeGreaterThan(0);
+    expect(summary.skippedClips).toBeGreaterThan(0);
+    // Every tick is either published or skipped, none is left waiting.
+    expect(summary.clips + summary.skippedClips).toBeGreaterThanOrEqual(20);
+    expect(summary.clips + summary.skippedClips).toBeLessThanOrEqual(27);
+    await waitFor('all clips', () => clips.length === summary.clips);
+  });
+
+  it('stops promptly when aborted while clips are being generated', async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 300);
+    const startedAt = Date.now();
+    const summary = await runSimulation(
+      {
+        url,
+        devices: 0,
+        audio: 2,
+        clipSeconds: 120,
+        clipInterval: 0.1,
+        audioRate: 48_000,
+        audioChannels: 2,
+        audioSpeech: 'synthetic',
+      },
+      controller.signal,
+    );
+    // A 120 s stereo clip at 48 kHz takes far longer than 300 ms: the abort cuts it short, without an error.
+    expect(Date.now() - startedAt).toBeLessThan(2_000);
+    expect(summary.clips).toBe(0);
   });
 });
 
