@@ -213,10 +213,10 @@ function crossChecks(config: Config): string[] {
         );
       }
     }
-    if (route.kind === 'frame' && (captures !== 1 || route.filter.includes('#'))) {
-      problems.push(
-        `ingest.routes.${route.name}.filter: a frame route captures the camera with exactly one "+"`,
-      );
+    if (route.kind !== 'sensor' && (captures !== 1 || route.filter.includes('#'))) {
+      const what =
+        route.kind === 'frame' ? 'frame route captures the camera' : 'audio route captures the source';
+      problems.push(`ingest.routes.${route.name}.filter: a ${what} with exactly one "+"`);
     }
   }
   return problems;

@@ -84,10 +84,10 @@ const routeSchema = z
       .refine((f) => !/[#+]/.test(f.replace(/(^|\/)[+#](?=\/|$)/g, '')), 'wildcards must fill a whole level')
       .describe(
         'MQTT topic filter. For sensors the wildcards capture the device, then the metric: `sensors/+/+` ' +
-          'takes a value per message, `sensors/+` an object of metrics. For frames the one wildcard ' +
-          'captures the camera: `cameras/+/frame`.',
+          'takes a value per message, `sensors/+` an object of metrics. For frames and audio the one ' +
+          'wildcard captures the camera or source: `cameras/+/frame`, `audio/+/clip`.',
       ),
-    kind: z.enum(['sensor', 'frame']).describe('Which pipeline stage decodes this route.'),
+    kind: z.enum(['sensor', 'frame', 'audio']).describe('Which pipeline stage decodes this route.'),
     maxBytes: z
       .number()
       .int()
@@ -95,18 +95,19 @@ const routeSchema = z
       .optional()
       .describe(
         'Largest accepted payload; a larger one is rejected unread. Unit: bytes. Default 65536 for ' +
-          'sensor routes, 8 MiB for frame routes.',
+          'sensor routes, 8 MiB for frame routes, 16 MiB for audio routes.',
       ),
     tasks: z
       .strictObject({
         explain: taskOverride.optional().describe('The anomaly explanation of this route.'),
         digest: taskOverride.optional().describe('The periodic device digest of this route.'),
         frame: taskOverride.optional().describe('The description of a camera frame of this route.'),
+        audio: taskOverride.optional().describe('The transcript of a voiced audio clip of this route.'),
       })
       .optional()
       .describe(
-        'Per task (explain: an anomaly, digest: a device period, frame: a camera frame), a prompt and/or ' +
-          'schema of this route.',
+        'Per task (explain: an anomaly, digest: a device period, frame: a camera frame, audio: a voiced ' +
+          'clip), a prompt and/or schema of this route.',
       ),
   })
   .describe('A topic route: filter -> kind -> decoder.');
@@ -193,6 +194,7 @@ export const configSchema = z
             { name: 'sensor-metric', filter: 'sensors/+/+', kind: 'sensor', maxBytes: 65536 },
             { name: 'sensor-device', filter: 'sensors/+', kind: 'sensor', maxBytes: 65536 },
             { name: 'camera-frame', filter: 'cameras/+/frame', kind: 'frame', maxBytes: 8 * 1024 * 1024 },
+            { name: 'audio-clip', filter: 'audio/+/clip', kind: 'audio', maxBytes: 16 * 1024 * 1024 },
           ])
           .describe('Topic routes. Environment: a JSON array.'),
         duplicateWindow: seconds(
@@ -303,6 +305,96 @@ export const configSchema = z
             'Per camera (the topic level the route captures), gate settings and a prompt that replace the ' +
               'defaults above. Environment: a JSON object.',
           ),
+      })
+      .prefault({}),
+    audio: z
+      .strictObject({
+        maxSeconds: seconds(
+          'Longer clips are rejected, from the header, before their samples are decoded.',
+          120,
+        ),
+        maxChannels: z
+          .number()
+          .int()
+          .min(1)
+          .max(32)
+          .default(8)
+          .describe('Clips with more channels are rejected. Default 8.'),
+        maxSources: z
+          .number()
+          .int()
+          .positive()
+          .default(64)
+          .describe('Audio sources tracked at most; clips of further new sources are rejected. Default 64.'),
+        segmentSeconds: z
+          .number()
+          .min(1)
+          .max(30)
+          .default(30)
+          .describe(
+            'Voiced segments are cut to at most this (the model hears 30 s at a time). Unit: seconds. Default 30.',
+          ),
+        padMs: z
+          .number()
+          .int()
+          .min(0)
+          .max(2000)
+          .default(300)
+          .describe('Audio kept before and after each stretch of speech. Unit: milliseconds. Default 300.'),
+        maxWaiting: z
+          .number()
+          .int()
+          .positive()
+          .default(50)
+          .describe(
+            'Audio jobs of one source waiting at most (for a model that hears); past it the oldest is ' +
+              'dropped, its clip kept. Default 50.',
+          ),
+        language: z
+          .string()
+          .regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$/, 'a language code such as en, de or pt-BR')
+          .optional()
+          .describe(
+            'Language to translate transcripts into (the audio task then asks for a translation too). ' +
+              'Absent: no translation.',
+          ),
+        microphone: z
+          .strictObject({
+            enabled: z
+              .boolean()
+              .default(false)
+              .describe("Capture the board's own microphone as an audio source. Default false."),
+            source: z
+              .string()
+              .regex(CAMERA_NAME, 'a plain name')
+              .default('mic')
+              .describe('Source name of the microphone (audio/<source>/clip). Default mic.'),
+            device: z
+              .string()
+              .min(1)
+              .optional()
+              .describe('ALSA capture device, e.g. plughw:1,0. Default: the system default.'),
+            recorder: z
+              .string()
+              .min(1)
+              .default('arecord')
+              .describe('arecord, sox, or the path of a recorder module. Default arecord.'),
+            gain: z
+              .number()
+              .min(-30)
+              .max(40)
+              .default(0)
+              .describe('Gain applied to the captured signal. Unit: dB. Default 0.'),
+            segmentSeconds: z
+              .number()
+              .min(1)
+              .max(120)
+              .default(30)
+              .describe(
+                'Continuous capture is cut into clips of at most this, at a quiet moment. Unit: seconds. Default 30.',
+              ),
+          })
+          .prefault({}),
       })
       .prefault({}),
     store: z
@@ -518,6 +610,7 @@ export type RouteConfig = z.output<typeof routeSchema>;
 const DEFAULT_MAX_BYTES: Readonly<Record<RouteConfig['kind'], number>> = {
   sensor: 64 * 1024,
   frame: 8 * 1024 * 1024,
+  audio: 16 * 1024 * 1024,
 };
 
 /** A route's payload limit: its own, else its kind's default. */

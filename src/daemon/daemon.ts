@@ -3,7 +3,7 @@ import { startApiServer } from '../api/index.js';
 import { type Clock, type Logger, systemClock, type Timer } from '../common/index.js';
 import { type Config, routeMaxBytes } from '../config/index.js';
 import type { MemoryProbe } from '../inference/index.js';
-import { Intake, MqttConnection, startEmbeddedBroker } from '../ingest/index.js';
+import { Intake, MicrophoneSource, MqttConnection, startEmbeddedBroker } from '../ingest/index.js';
 import { type FrameStageOptions, Pipeline } from '../pipeline/index.js';
 import { Findings, type HealthMessage, OutboxDrain, wireTopics } from '../publish/index.js';
 import { Store } from '../store/index.js';
@@ -88,6 +88,7 @@ export class Daemon {
         clock,
         onQueued: () => parts.drain?.wake(),
         explainAnomalies: config.inference.enabled,
+        maxWaitingAudio: config.audio.maxWaiting,
         onJobs: () => parts.inference?.runner.wake(),
       });
       if (config.inference.enabled) {
@@ -119,6 +120,16 @@ export class Daemon {
           history: (device, metric, n) => store.recentValues(device, metric, n),
         },
         frames: frameStageOptions(config, store),
+        audio: {
+          maxSeconds: config.audio.maxSeconds,
+          maxChannels: config.audio.maxChannels,
+          maxSources: config.audio.maxSources,
+          segmentSeconds: config.audio.segmentSeconds,
+          padMs: config.audio.padMs,
+          media: store.media,
+          describe: config.inference.enabled,
+          maxBytes: routeLimit(config),
+        },
       });
       parts.pipeline.start();
       parts.intake = new Intake({
@@ -184,6 +195,9 @@ export class Daemon {
         clock,
         logger: logger.child({ stage: 'outbox' }),
       });
+      check();
+
+      if (config.audio.microphone.enabled) parts.microphone = startMicrophone(config, intake, logger);
       check();
 
       const daemon: { current?: Daemon } = {};
@@ -258,6 +272,11 @@ export class Daemon {
       memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
       media: { ...p.store.media.totals(), maxBytes: config.store.mediaMaxBytes },
       frames: { ...p.pipeline.stats().frames, superseded: p.findings.stats().superseded },
+      audio: {
+        ...p.pipeline.stats().audio,
+        dropped: p.findings.stats().audioDropped,
+        microphone: p.microphone?.status() ?? null,
+      },
       model: p.inference ? p.inference.engine.status() : { state: 'disabled' },
       jobs: { ...p.store.jobs.counts(), runner: p.inference?.runner.stats() ?? null },
     };
@@ -343,6 +362,8 @@ export class Daemon {
     for (const timer of this.#timers) timer.cancel();
     p.connection.pauseIntake();
     p.intakePaused = true;
+    // Its last partial segment goes into the journal with what is staged.
+    await p.microphone?.stop().catch((error: Error) => logger.warn({ err: error }, 'microphone stop failed'));
     // What was staged before the pause is committed and acknowledged; nothing after it is.
     p.intake.flush();
     let code = 0;
@@ -379,11 +400,33 @@ export class Daemon {
   }
 }
 
+/**
+ * The board's microphone: each captured segment enters the journal like an `audio/<source>/clip` message
+ * (the JSON form, which carries when it started), through the same route, stage and jobs.
+ */
+function startMicrophone(config: Config, intake: Intake, logger: Logger): MicrophoneSource {
+  const m = config.audio.microphone;
+  const topic = `audio/${m.source}/clip`;
+  const log = logger.child({ stage: 'microphone' });
+  if (!intake.takes(topic)) log.warn({ topic }, 'no audio route takes the microphone topic: its clips are dropped');
+  return MicrophoneSource.start({
+    source: m.source,
+    ...(m.device === undefined ? {} : { device: m.device }),
+    recorder: m.recorder,
+    gain: m.gain,
+    segmentSeconds: m.segmentSeconds,
+    logger: log,
+    onSegment: (wav, meta) => {
+      const payload = JSON.stringify({ audio: wav.toString('base64'), format: 'wav', ts: meta.startedAt });
+      intake.submit({ topic, payload: Buffer.from(payload), dup: false, properties: {} });
+    },
+  });
+}
+
 /** The frame stage's settings from the config (seconds to ms). */
 function frameStageOptions(config: Config, store: Store): FrameStageOptions {
   const f = config.frames;
   const ms = (seconds: number | undefined) => (seconds === undefined ? undefined : seconds * 1000);
-  const routes = new Map(config.ingest.routes.map((r) => [r.name, routeMaxBytes(r)]));
   return {
     size: f.size,
     fit: f.fit,
@@ -412,8 +455,14 @@ function frameStageOptions(config: Config, store: Store): FrameStageOptions {
     media: store.media,
     // Without inference, frames are gated and counted, but nothing is written or queued.
     describe: config.inference.enabled,
-    maxBytes: (route) => routes.get(route) ?? routeMaxBytes({ name: route, filter: '', kind: 'frame' }),
+    maxBytes: routeLimit(config),
   };
+}
+
+/** The payload limit of a route by name (the route an entry was journaled under). */
+function routeLimit(config: Config): (route: string) => number {
+  const limits = new Map(config.ingest.routes.map((r) => [r.name, routeMaxBytes(r)]));
+  return (route) => limits.get(route) ?? 0;
 }
 
 function round(x: number) {

@@ -2,6 +2,7 @@ import { basename, join, resolve } from 'node:path';
 import type { Clock, Logger, Timer } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import {
+  audioTask,
   CATALOG,
   DEFAULT_TASKS,
   defaultThreads,
@@ -169,7 +170,7 @@ export function startInference(options: StartInferenceOptions): InferenceParts {
 
 /** A task with the route's prompt and schema overrides applied. */
 function taskFor(config: Config, name: TaskName, route: string | null): TaskDefinition {
-  const base = DEFAULT_TASKS[name];
+  const base = name === 'audio' ? audioTask(config.audio.language) : DEFAULT_TASKS[name];
   const override = config.ingest.routes.find((r) => r.name === route)?.tasks?.[name];
   return { ...base, prompt: override?.prompt ?? base.prompt, schema: override?.schema ?? base.schema };
 }

@@ -1,6 +1,6 @@
 import type { ApiServer } from '../api/index.js';
 import type { Logger } from '../common/index.js';
-import type { EmbeddedBroker, Intake, MqttConnection } from '../ingest/index.js';
+import type { EmbeddedBroker, Intake, MicrophoneSource, MqttConnection } from '../ingest/index.js';
 import type { Pipeline } from '../pipeline/index.js';
 import type { Findings, OutboxDrain, WireTopics } from '../publish/index.js';
 import type { Store } from '../store/index.js';
@@ -21,6 +21,7 @@ export interface Parts {
   drain: OutboxDrain;
   api: ApiServer;
   inference?: InferenceParts;
+  microphone?: MicrophoneSource;
   /** set when shutdown begins: the embedded broker refuses new publishes */
   intakePaused?: boolean;
 }
@@ -29,6 +30,7 @@ export interface Parts {
 export async function stopParts(parts: Partial<Parts>, logger: Logger): Promise<number> {
   let code = 0;
   const steps: [string, (() => unknown) | undefined][] = [
+    ['microphone', parts.microphone && (() => parts.microphone?.stop())],
     ['outbox', parts.drain && (() => parts.drain?.stop())],
     ['mqtt', parts.connection && (() => parts.connection?.close(STOP_STATUS_MS))],
     ['http', parts.api && (() => parts.api?.close())],

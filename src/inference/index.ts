@@ -65,6 +65,7 @@ export {
   type RuntimeName,
 } from './runtime.js';
 export {
+  audioTask,
   DEFAULT_TASKS,
   renderPrompt,
   type TaskDefinition,

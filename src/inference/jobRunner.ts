@@ -255,6 +255,17 @@ export class JobRunner {
         media: [{ kind: 'image', path }],
       };
     }
+    if (job.kind === 'audio') {
+      const i = job.input as { ts: number; clip: string; seconds: number; prompt?: string };
+      const path = this.#o.mediaPath(i.clip);
+      if (!existsSync(path)) throw new Error(`the clip ${i.clip} is no longer stored (media retention)`);
+      return {
+        ts: i.ts,
+        input: { source: job.source, at: new Date(i.ts).toISOString(), seconds: i.seconds },
+        ...(i.prompt === undefined ? {} : { prompt: i.prompt }),
+        media: [{ kind: 'audio', path }],
+      };
+    }
     if (job.kind === 'explain') {
       const event = context.event(Number(job.input.eventId));
       if (!event) throw new Error(`event ${String(job.input.eventId)} is no longer stored`);

@@ -11,10 +11,7 @@ export interface TaskDefinition {
   media?: 'image' | 'audio' | undefined;
 }
 
-export type TaskName = 'explain' | 'digest' | 'frame';
-
-/** Task names, for checks on stored job kinds. */
-export const TASK_NAMES: readonly TaskName[] = ['explain', 'digest', 'frame'];
+export type TaskName = 'explain' | 'digest' | 'frame' | 'audio';
 
 /**
  * Strings are bounded: a Pi decodes 6-8 tokens/s, so an answer must stay short, and the bound keeps a
@@ -84,7 +81,39 @@ export const DEFAULT_TASKS: Readonly<Record<TaskName, TaskDefinition>> = {
       },
     },
   },
+  audio: audioTask(),
 };
+
+/**
+ * The audio task; with a target `language`, it also asks for a translation into it (the schema then
+ * carries `translation`). The model must hear: a projector with an audio encoder (Gemma 4 E2B/E4B GGUFs
+ * have one; Gemma 3n audio is not in llama.cpp yet).
+ */
+export function audioTask(language?: string): TaskDefinition {
+  const translate = language ? ` Translate the speech into ${language} (the language code).` : '';
+  return {
+    resultKind: 'audio',
+    media: 'audio',
+    prompt:
+      'You listen to a microphone of a field installation. Transcribe any speech word for word (empty ' +
+      'when there is none) and give its language as an ISO 639-1 code (empty without speech).' +
+      translate +
+      ' List the other sounds you hear (machine hum, engine, alarm, vehicle, animal, rain...). Raise an ' +
+      'alert only for something an operator must act on now (a call for help, an alarm, a crash, ' +
+      'breaking glass, a shot), with the reason (empty when there is no alert). Answer in JSON.\n\n{{input}}',
+    schema: {
+      type: 'object',
+      properties: {
+        transcript: text(600),
+        language: text(8),
+        ...(language ? { translation: text(600) } : {}),
+        sounds: { type: 'array', items: text(40), maxItems: 8 },
+        alert: { type: 'boolean' },
+        alertReason: text(120),
+      },
+    },
+  };
+}
 
 /**
  * Gemma's chat turns around the task prompt with its input filled in; a task that carries media gets its

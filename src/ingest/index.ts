@@ -12,3 +12,10 @@ export {
   type Rejection,
   type RejectSink,
 } from './intake.js';
+export {
+  MicrophoneSource,
+  type MicrophoneSourceOptions,
+  type MicrophoneState,
+  type MicrophoneStatus,
+  type SegmentMeta,
+} from './microphone.js';

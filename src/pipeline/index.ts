@@ -1,3 +1,4 @@
+export type { AudioSourceStats, AudioStageOptions, AudioStageStats, VoicedClip } from './audioStage.js';
 export type {
   AcceptedFrame,
   CameraStats,

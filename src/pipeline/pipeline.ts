@@ -2,6 +2,7 @@ import type { Clock, Logger, Timer } from '../common/index.js';
 import { TopicFilter } from '../common/index.js';
 import type { RouteConfig } from '../config/index.js';
 import type { JournalEntry } from '../store/index.js';
+import { AudioStage, type AudioStageOptions, type AudioStageStats } from './audioStage.js';
 import { FrameStage, type FrameStageOptions, type FrameStageStats } from './frameStage.js';
 import { SensorStage, type SensorStageOptions } from './sensorStage.js';
 import { emptyBatch, type PipelineSink, type PipelineSource, type StageBatch } from './types.js';
@@ -12,6 +13,7 @@ export interface PipelineOptions {
   sink: PipelineSink;
   sensors: SensorStageOptions;
   frames: FrameStageOptions;
+  audio: AudioStageOptions;
   /** Journal entries handled per transaction. */
   batchSize: number;
   clock: Clock;
@@ -29,6 +31,7 @@ export interface PipelineStats {
   /** failed batch commits (retried) */
   commitFailures: number;
   frames: FrameStageStats;
+  audio: AudioStageStats;
 }
 
 /** Payload bytes of the entries ingest hands over in memory, at most; past it they are read back. */
@@ -43,6 +46,7 @@ const HANDED_MAX_BYTES = 32 * 1024 * 1024;
 export class Pipeline {
   readonly #sensors: SensorStage;
   readonly #frames: FrameStage;
+  readonly #audio: AudioStage;
   readonly #routes: Map<string, { route: RouteConfig; filter: TopicFilter }>;
   readonly #stats = { processed: 0, rejected: 0, readings: 0, anomalies: 0, windows: 0, commitFailures: 0 };
   #scheduled = false;
@@ -60,6 +64,7 @@ export class Pipeline {
   constructor(private readonly options: PipelineOptions) {
     this.#sensors = new SensorStage(options.sensors);
     this.#frames = new FrameStage(options.frames);
+    this.#audio = new AudioStage(options.audio);
     this.#routes = new Map(
       options.routes.map((route) => [route.name, { route, filter: new TopicFilter(route.filter) }]),
     );
@@ -139,12 +144,12 @@ export class Pipeline {
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i]!;
         const route = this.#route(entry, batch);
-        if (route?.kind !== 'frame') {
+        if (route?.kind !== 'frame' && route?.kind !== 'audio') {
           if (route) this.#sensors.process(entry, route.captures, batch);
           continue;
         }
         if (!commit(i)) return handled;
-        await this.#frame(entry, route.captures, batch);
+        await this.#media(route.kind, entry, route.captures, batch);
         if (!commit(i + 1)) return handled;
       }
       if (!commit(entries.length)) return handled;
@@ -183,6 +188,7 @@ export class Pipeline {
     this.#retry?.cancel();
     await this.#draining;
     await this.drain();
+    await this.#audio.close();
     if (flush) {
       const batch = emptyBatch();
       batch.windows.push(...this.#sensors.closeWindows(this.options.clock.now(), true));
@@ -196,6 +202,7 @@ export class Pipeline {
       late: this.#sensors.late,
       series: this.#sensors.seriesCount,
       frames: this.#frames.stats(),
+      audio: this.#audio.stats(),
     };
   }
 
@@ -214,18 +221,26 @@ export class Pipeline {
     return { kind: known.route.kind, captures };
   }
 
-  /** A frame's failure of our own (say, its files cannot be written) rejects it: the pipeline goes on. */
-  async #frame(entry: JournalEntry, captures: readonly string[], batch: StageBatch) {
+  /**
+   * A frame or clip, in a batch of its own. A failure of our own (its files cannot be written, the audio
+   * thread died) rejects it: the pipeline goes on.
+   */
+  async #media(kind: 'frame' | 'audio', entry: JournalEntry, captures: readonly string[], batch: StageBatch) {
     try {
-      await this.#frames.process(entry, captures, batch);
+      if (kind === 'frame') await this.#frames.process(entry, captures, batch);
+      else await this.#audio.process(entry, captures, batch);
     } catch (error) {
-      this.options.logger.error({ err: error, journalId: entry.id }, 'frame could not be processed');
+      this.options.logger.error({ err: error, journalId: entry.id }, `${kind} could not be processed`);
       batch.frames.length = 0;
+      batch.clips.length = 0;
       batch.processed.length = 0;
       batch.rejected.push({
         journalId: entry.id,
-        code: 'frame-failed',
-        reason: `the frame could not be processed: ${(error as Error).message}`.slice(0, 199),
+        code: `${kind}-failed`,
+        reason: `the ${kind === 'frame' ? 'frame' : 'clip'} could not be processed: ${(error as Error).message}`.slice(
+          0,
+          199,
+        ),
       });
     }
   }

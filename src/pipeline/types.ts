@@ -1,4 +1,5 @@
 import type { JournalEntry, NewReading, NewWindow } from '../store/index.js';
+import type { VoicedClip } from './audioStage.js';
 import type { AcceptedFrame } from './frameStage.js';
 import type { SensorAnomaly } from './sensorStage.js';
 
@@ -21,6 +22,8 @@ export interface StageBatch {
   anomalies: SensorAnomaly[];
   /** camera frames the gate let through, their files written */
   frames: AcceptedFrame[];
+  /** voiced audio stretches, their clips written */
+  clips: VoicedClip[];
   /** processed entries whose payload the journal no longer needs to hold (frames) */
   released: number[];
 }
@@ -44,5 +47,6 @@ export const emptyBatch = (): StageBatch => ({
   windows: [],
   anomalies: [],
   frames: [],
+  clips: [],
   released: [],
 });

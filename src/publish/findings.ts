@@ -13,8 +13,10 @@ export interface FindingsOptions {
   onQueued: () => void;
   /** Queue a model job to explain each anomaly. Default false. */
   explainAnomalies?: boolean;
-  /** Called after a commit that queued jobs (anomalies to explain, accepted frames). */
+  /** Called after a commit that queued jobs (anomalies to explain, accepted frames, voiced clips). */
   onJobs?: () => void;
+  /** Audio jobs of one source waiting at most; older ones are dropped (their clips stay). Default 50. */
+  maxWaitingAudio?: number;
 }
 
 export interface FindingsStats {
@@ -23,7 +25,12 @@ export interface FindingsStats {
   events: number;
   /** frame jobs dropped before they ran because a newer frame of their camera came */
   superseded: number;
+  /** audio jobs dropped before they ran because too many of their source waited */
+  audioDropped: number;
 }
+
+/** Why an audio job is dropped before it ran. */
+const TOO_MANY_WAITING = 'too many clips of this source were waiting (audio.maxWaiting); the clip is kept';
 
 /** Why a frame job is dropped for a newer one. */
 const SUPERSEDED = 'superseded by a newer frame of the camera before it ran';
@@ -35,7 +42,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
  * windows, events and rejections land in their tables and in the outbox together, or not at all.
  */
 export class Findings implements PipelineSink, RejectSink, ResultSink {
-  readonly #stats: FindingsStats = { rejects: {}, events: 0, superseded: 0 };
+  readonly #stats: FindingsStats = { rejects: {}, events: 0, superseded: 0, audioDropped: 0 };
 
   constructor(private readonly options: FindingsOptions) {}
 
@@ -52,6 +59,7 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
     let jobs = 0;
     const unlink: string[] = [];
     let superseded = 0;
+    let audioDropped = 0;
     store.transaction(() => {
       for (const reading of batch.readings) store.insertReading(reading);
       if (batch.throughId !== undefined) store.advanceJournalWatermark(batch.throughId);
@@ -85,6 +93,27 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
           now,
         );
         jobs += 1;
+      }
+      for (const clip of batch.clips) {
+        // The clip is kept as media whatever becomes of its job.
+        store.media.record([clip.clip], now);
+        store.jobs.add(
+          {
+            kind: 'audio',
+            source: clip.source,
+            route: clip.route,
+            input: {
+              ts: clip.ts,
+              clip: clip.clip.path,
+              seconds: clip.seconds,
+              ...(clip.prompt === undefined ? {} : { prompt: clip.prompt }),
+            },
+          },
+          now,
+        );
+        jobs += 1;
+        const keep = this.options.maxWaitingAudio ?? 50;
+        audioDropped += store.jobs.trim('audio', clip.source, keep, TOO_MANY_WAITING, now).length;
       }
       for (const rejected of batch.rejected) {
         const entry = entries.get(rejected.journalId);
@@ -146,6 +175,7 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
     });
     this.#stats.events += events;
     this.#stats.superseded += superseded;
+    this.#stats.audioDropped += audioDropped;
     if (unlink.length > 0) void store.media.unlink(unlink);
     if (jobs > 0 || (events > 0 && this.options.explainAnomalies)) this.options.onJobs?.();
     if (batch.windows.length + batch.anomalies.length + batch.rejected.length > 0) this.options.onQueued();
@@ -154,13 +184,15 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
   /**
    * A job's result: stored, its job done, its message queued, together (one row, one message, once). An
    * output with `alert: true` also raises an alert event on the source's events topic. The job's model
-   * input file is deleted afterwards; its thumbnail stays with the result.
+   * input file is deleted afterwards; its thumbnail (or clip) stays with the result.
    */
   recordResult(result: JobResult): void {
     const { store, topics, clock } = this.options;
     const now = clock.now();
     const { job, generation } = result;
-    const thumbnail = typeof job.input.thumbnail === 'string' ? job.input.thumbnail : undefined;
+    // The result's media: a frame's thumbnail, or a clip.
+    const kept = job.input.thumbnail ?? job.input.clip;
+    const media = typeof kept === 'string' ? kept : undefined;
     const input = typeof job.input.input === 'string' ? job.input.input : undefined;
     const message: ResultMessage = {
       id: job.id,
@@ -176,7 +208,7 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
         ms: Math.round(generation.result.generationMs * 10) / 10,
       },
       output: result.output,
-      ...(thumbnail ? { media: `/api/results/${job.id}/media` } : {}),
+      ...(media ? { media: `/api/results/${job.id}/media` } : {}),
     };
     store.transaction(() => {
       store.jobs.insertResult(
@@ -189,7 +221,7 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
           variant: message.variant,
           latencyMs: message.latencyMs,
           output: result.output,
-          media: thumbnail,
+          media,
         },
         now,
       );

@@ -127,7 +127,7 @@ export class JobTable {
         `SELECT count(*) AS n FROM jobs WHERE kind = ? AND source = ? AND (state IN ${OPEN} OR state = 'running')`,
       ),
       waiting: db.prepare<[string, string], RawJob>(
-        `SELECT * FROM jobs WHERE kind = ? AND source = ? AND state IN ${OPEN}`,
+        `SELECT * FROM jobs WHERE kind = ? AND source = ? AND state IN ${OPEN} ORDER BY created_at, rowid`,
       ),
       waitingCapability: db.prepare<[], { kind: string }>(
         "SELECT DISTINCT kind FROM jobs WHERE state = 'waiting-capability'",
@@ -182,9 +182,18 @@ export class JobTable {
    * them. Returns them, so their media can be deleted. Call in the transaction that adds the new job.
    */
   supersede(kind: string, source: string, reason: string, now: number): JobRow[] {
+    return this.trim(kind, source, 0, reason, now);
+  }
+
+  /**
+   * Keeps at most `keep` jobs of `kind` and `source` that have not started: older ones beyond it are
+   * dropped with `reason` and returned. Call in the transaction that adds a job.
+   */
+  trim(kind: string, source: string, keep: number, reason: string, now: number): JobRow[] {
     const rows = this.#stmt.waiting.all(kind, source).map(toJob);
-    for (const row of rows) this.set(row.id, 'dropped', reason, now);
-    return rows;
+    const dropped = rows.slice(0, Math.max(0, rows.length - keep));
+    for (const row of dropped) this.set(row.id, 'dropped', reason, now);
+    return dropped;
   }
 
   /** Job kinds that wait for a capability the resident model lacks. */

@@ -75,7 +75,9 @@ describe('defaults', () => {
       { name: 'sensor-metric', filter: 'sensors/+/+', kind: 'sensor', maxBytes: 65536 },
       { name: 'sensor-device', filter: 'sensors/+', kind: 'sensor', maxBytes: 65536 },
       { name: 'camera-frame', filter: 'cameras/+/frame', kind: 'frame', maxBytes: 8 * 1024 * 1024 },
+      { name: 'audio-clip', filter: 'audio/+/clip', kind: 'audio', maxBytes: 16 * 1024 * 1024 },
     ]);
+    expect(config.audio).toMatchObject({ maxSeconds: 120, segmentSeconds: 30, microphone: { enabled: false } });
     expect(config.frames).toMatchObject({ size: 512, fit: 'letterbox', gate: { mode: 'change' } });
     expect(config.model.runtime).toBe('auto');
     expect(config.log.level).toBe('info');
@@ -504,6 +506,12 @@ ingest:
         explain:
           prompt: 'Explain this pump reading: {{input}}'
           schema: { type: object, properties: { summary: { type: string, maxLength: 80 } } }
+    - name: shed-audio
+      filter: plant/audio/+
+      kind: audio
+      tasks:
+        audio:
+          prompt: 'Transcribe the radio call: {{input}}'
     - name: gates
       filter: plant/gates/+/jpeg
       kind: frame
@@ -539,6 +547,21 @@ frames:
       mode: 'off'
       minInterval: 5
       prompt: 'Count the vehicles at the north gate.'
+audio:
+  maxSeconds: 60
+  maxChannels: 2
+  maxSources: 16
+  segmentSeconds: 20
+  padMs: 250
+  maxWaiting: 10
+  language: de
+  microphone:
+    enabled: true
+    source: shed-mic
+    device: plughw:1,0
+    recorder: sox
+    gain: 6
+    segmentSeconds: 20
 store:
   synchronous: full
   batchSize: 100

@@ -63,6 +63,20 @@ const pipelineOver = (source: ReturnType<typeof journal>['source'], batchSize: n
       describe: false,
       maxBytes: () => 1e6,
     },
+    audio: {
+      maxSeconds: 60,
+      maxChannels: 2,
+      maxSources: 4,
+      segmentSeconds: 30,
+      padMs: 300,
+      media: {
+        write: () => {
+          throw new Error('no audio in these tests');
+        },
+      },
+      describe: false,
+      maxBytes: () => 1e6,
+    },
   });
   return { pipeline, processed };
 };
