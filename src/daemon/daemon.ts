@@ -278,7 +278,11 @@ export class Daemon {
         microphone: p.microphone?.status() ?? null,
       },
       model: p.inference ? p.inference.engine.status() : { state: 'disabled' },
-      jobs: { ...p.store.jobs.counts(), runner: p.inference?.runner.stats() ?? null },
+      jobs: {
+        ...p.store.jobs.counts(),
+        waiting: p.store.jobs.waiting(),
+        runner: p.inference?.runner.stats() ?? null,
+      },
     };
   }
 
@@ -408,7 +412,8 @@ function startMicrophone(config: Config, intake: Intake, logger: Logger): Microp
   const m = config.audio.microphone;
   const topic = `audio/${m.source}/clip`;
   const log = logger.child({ stage: 'microphone' });
-  if (!intake.takes(topic)) log.warn({ topic }, 'no audio route takes the microphone topic: its clips are dropped');
+  if (!intake.takes(topic))
+    log.warn({ topic }, 'no audio route takes the microphone topic: its clips are dropped');
   return MicrophoneSource.start({
     source: m.source,
     ...(m.device === undefined ? {} : { device: m.device }),

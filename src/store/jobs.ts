@@ -113,6 +113,10 @@ export class JobTable {
       resume: db.prepare(
         "UPDATE jobs SET state = 'queued', reason = 'resumed after a restart', updated_at = ? WHERE state = 'running'",
       ),
+      waitingSummary: db.prepare<[], { state: JobState; kind: string; reason: string | null; n: number }>(
+        `SELECT state, kind, reason, count(*) AS n FROM jobs
+         WHERE state IN ('waiting-model', 'waiting-capability') GROUP BY state, kind, reason ORDER BY n DESC LIMIT 20`,
+      ),
       counts: db.prepare<[], { state: JobState; n: number }>(
         'SELECT state, count(*) AS n FROM jobs GROUP BY state',
       ),
@@ -239,6 +243,11 @@ export class JobTable {
     };
     for (const row of this.#stmt.counts.all()) counts[row.state] = row.n;
     return counts;
+  }
+
+  /** What waits, and why: jobs by state, kind and reason (for status). */
+  waiting(): { state: JobState; kind: string; reason: string | null; jobs: number }[] {
+    return this.#stmt.waitingSummary.all().map(({ n, ...rest }) => ({ ...rest, jobs: n }));
   }
 
   list(state: JobState | undefined, limit: number): JobRow[] {

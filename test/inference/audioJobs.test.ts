@@ -75,8 +75,19 @@ describe('audio jobs through libmtmd', { timeout: 120_000 }, () => {
       MODEL_WAIT,
     );
     expect(audioJobs()[0]!.reason).toMatch(/takes no audio: the projector file .* is not there/);
-    const status = gateway.daemon.status() as { model: { capabilities: { audio: boolean } } };
+    const status = (await (await fetch(`${gateway.httpUrl}/api/status`)).json()) as {
+      model: { capabilities: { audio: boolean } };
+      jobs: { waiting: { state: string; kind: string; reason: string; jobs: number }[] };
+    };
     expect(status.model.capabilities.audio).toBe(false);
+    expect(status.jobs.waiting).toEqual([
+      {
+        state: 'waiting-capability',
+        kind: 'audio',
+        reason: expect.stringMatching(/^the resident model takes no audio: /),
+        jobs: 2,
+      },
+    ]);
 
     mkdirSync(dirname(later));
     copyFileSync(projector, `${later}.part`);
