@@ -157,7 +157,7 @@ describe('audio clips', () => {
     expect(rejected.map((e) => [e.route, e.code])).toEqual([
       ['audio-clip', 'lying-size'],
       ['audio-clip', 'bad-channels'],
-      ['audio-clip', 'lying-size'],
+      ['audio-clip', 'truncated'],
       ['audio-clip', 'not-audio'],
     ]);
     expect(rejected[0]!.reason).toMatch(/claims 4294967280 bytes/);

@@ -5,9 +5,11 @@
  */
 import { parentPort } from 'node:worker_threads';
 import type { DspReply, DspRequest } from './dspProtocol.js';
+import { decodeAudioPayload } from './payload.js';
 import { downmix, resample } from './resample.js';
-import { detectVoice, segmentClip } from './vad.js';
-import { decodeAudioPayload, encodeWav } from './wav.js';
+import { segmentClip } from './segment.js';
+import { detectVoice } from './vad.js';
+import { encodeWav } from './wav.js';
 
 const RATE = 16_000;
 

@@ -1,12 +1,4 @@
-export { downmix, type ResampleOptions, resample, resampledLength, resampleKernel } from './resample.js';
-export {
-  type ClipSegments,
-  detectVoice,
-  type SegmentOptions,
-  segmentClip,
-  type VoiceDetectorOptions,
-  type VoiceSpan,
-} from './vad.js';
+export { decodeAudioPayload } from './payload.js';
 export {
   type AudioDecodeResult,
   type AudioFormat,
@@ -14,11 +6,13 @@ export {
   type AudioRejectCode,
   type AudioRejection,
   type DecodedAudio,
-  decodeAudioPayload,
-  encodeWav,
   MAX_SAMPLE_RATE,
   MIN_SAMPLE_RATE,
   type PcmAudio,
   type SampleEncoding,
-  sniffAudioCodec,
-} from './wav.js';
+} from './pcm.js';
+export { downmix, type ResampleOptions, resample, resampledLength } from './resample.js';
+export { resampleKernel } from './resampleKernel.js';
+export { type ClipSegments, type SegmentOptions, segmentClip } from './segment.js';
+export { detectVoice, type VoiceDetectorOptions, type VoiceSpan } from './vad.js';
+export { encodeWav, sniffAudioCodec } from './wav.js';

@@ -1,92 +1,23 @@
 /**
- * Decoding of `audio/<source>/clip` payloads (WAV bytes, raw PCM named by an MQTT v5 content type, or a
- * JSON envelope) into planar float PCM, and encoding of stored clips as 16-bit WAV. Pure; never throws
- * for bad input: every refusal is a stable code and a short reason that never quotes payload bytes.
+ * RIFF/WAVE parsing (RF64 too) into planar float PCM, naming of other audio containers by their magic
+ * numbers, and encoding of stored clips as 16-bit WAV. Pure; never throws for bad input: every refusal
+ * is a stable code and a short reason that never quotes payload bytes.
  *
  * Nothing is allocated from a header's claim: sizes, rates and channel counts are checked against the
  * payload's real length and the limits first, and samples are decoded only from bytes that are there.
  */
-
-/** Planar PCM: one array per channel, samples in [-1, 1]. */
-export interface PcmAudio {
-  /** Samples per second per channel, Hz. */
-  sampleRate: number;
-  /** One array per channel, all of the same length. */
-  channels: Float32Array[];
-}
-
-/** How the payload carried its audio. */
-export type AudioFormat = 'wav' | 'L16' | 'L24' | 's16le' | 'f32le';
-
-/** Sample encoding found in the payload. */
-export type SampleEncoding = 'pcm-u8' | 'pcm-s16' | 'pcm-s24' | 'pcm-s32' | 'float32' | 'float64';
-
-/** Stable machine-readable reject codes of {@link decodeAudioPayload}. */
-export type AudioRejectCode =
-  | 'empty'
-  | 'not-audio'
-  | 'bad-header'
-  | 'lying-size'
-  | 'unsupported-codec'
-  | 'too-long'
-  | 'too-large'
-  | 'bad-channels'
-  | 'bad-rate'
-  | 'truncated'
-  | 'bad-json'
-  | 'bad-base64'
-  | 'bad-field'
-  | 'bad-timestamp'
-  | 'bad-content-type';
-
-/** A payload that decoded to PCM. */
-export interface DecodedAudio {
-  ok: true;
-  audio: PcmAudio;
-  /** Capture time from the JSON `ts` field, epoch ms; absent for raw payloads or when not sent. */
-  ts?: number;
-  /** Per-clip prompt from the JSON `prompt` field; absent when not sent or blank. */
-  prompt?: string;
-  /** Container or raw layout the samples came in. */
-  format: AudioFormat;
-  encoding: SampleEncoding;
-}
-
-/** Why a payload was refused. `reason` is short (< 200 chars) and never quotes payload bytes. */
-export interface AudioRejection {
-  ok: false;
-  code: AudioRejectCode;
-  reason: string;
-}
-
-export type AudioDecodeResult = DecodedAudio | AudioRejection;
-
-/** Limits applied before any sample is decoded. */
-export interface AudioLimits {
-  /** Largest accepted audio, bytes (WAV file or raw PCM, after base64 decoding for JSON). No default. */
-  maxBytes: number;
-  /** Longest accepted clip, seconds, computed from the header before decoding. No default. */
-  maxSeconds: number;
-  /** Most channels accepted. No default. */
-  maxChannels: number;
-}
-
-/** Accepted sample rates, Hz (inclusive). */
-export const MIN_SAMPLE_RATE = 1000;
-export const MAX_SAMPLE_RATE = 384_000;
-
-/** Longest accepted `prompt`, chars. */
-const MAX_PROMPT_LENGTH = 2000;
-/** ISO strings longer than this are not timestamps. */
-const MAX_TS_STRING_LENGTH = 64;
-/** Requires a full calendar date, so Date.parse's loose forms ("May 1", "2024") are refused. */
-const ISO_DATE_PREFIX = /^[+-]?\d{4,6}-\d{2}-\d{2}/;
-/** Non-audio JSON fields may add this much to a JSON payload beyond the base64 audio, bytes. */
-const JSON_OVERHEAD_BYTES = 8192;
-const BASE64_BODY = /^[A-Za-z0-9+/]*={0,2}$/;
-const DATA_URL_PREFIX = /^data:[a-z0-9./+-]*(;[a-z0-9=.-]+)*;base64,/i;
-const MAX_CONTENT_TYPE_LENGTH = 256;
-const MAX_REASON_LENGTH = 199;
+import {
+  type AudioLimits,
+  type AudioRejection,
+  checkShape,
+  clipSample,
+  type DecodedAudio,
+  deinterleave,
+  MAX_SAMPLE_RATE,
+  MIN_SAMPLE_RATE,
+  reject,
+  type SampleEncoding,
+} from './pcm.js';
 
 /**
  * Data sizes that streaming writers leave in the header when they cannot seek back to patch it:
@@ -129,28 +60,6 @@ const CODEC_NAMES = new Map<number, string>([
   [0xf1ac, 'FLAC'],
 ]);
 
-/** Content types of codecs this decoder refuses, by name. */
-const UNSUPPORTED_CONTENT_TYPES = new Map<string, string>([
-  ['audio/mpeg', 'MP3'],
-  ['audio/mp3', 'MP3'],
-  ['audio/ogg', 'Ogg'],
-  ['audio/opus', 'Opus'],
-  ['audio/flac', 'FLAC'],
-  ['audio/x-flac', 'FLAC'],
-  ['audio/aac', 'AAC'],
-  ['audio/mp4', 'MP4 audio'],
-  ['audio/webm', 'WebM audio'],
-  ['audio/amr', 'AMR'],
-  ['audio/basic', 'mu-law'],
-  ['audio/pcmu', 'mu-law'],
-  ['audio/pcma', 'A-law'],
-  ['audio/l8', '8-bit L8'],
-]);
-
-function reject(code: AudioRejectCode, reason: string): AudioRejection {
-  return { ok: false, code, reason: reason.slice(0, MAX_REASON_LENGTH) };
-}
-
 function ascii(bytes: Uint8Array, at: number, length: number): string {
   let text = '';
   for (let i = at; i < Math.min(at + length, bytes.length); i++) text += String.fromCharCode(bytes[i]!);
@@ -174,11 +83,6 @@ function isChunkId(bytes: Uint8Array, at: number): boolean {
     if (b < 0x20 || b > 0x7e) return false;
   }
   return true;
-}
-
-/** Clips to [-1, 1]; NaN becomes 0. */
-function clipSample(x: number): number {
-  return Number.isNaN(x) ? 0 : Math.max(-1, Math.min(1, x));
 }
 
 function view(bytes: Uint8Array): DataView {
@@ -208,128 +112,10 @@ export function sniffAudioCodec(bytes: Uint8Array): string | undefined {
   return undefined;
 }
 
-/** Shared checks for every layout once rate, channels and byte counts are known; nothing allocated yet. */
-function checkShape(
-  rate: number,
-  channels: number,
-  frames: number,
-  bytes: number,
-  limits: AudioLimits,
-): AudioRejection | undefined {
-  if (!Number.isInteger(channels) || channels < 1 || channels > limits.maxChannels) {
-    return reject('bad-channels', `${channels} channels; accepted: 1 to ${limits.maxChannels}`);
-  }
-  if (!Number.isInteger(rate) || rate < MIN_SAMPLE_RATE || rate > MAX_SAMPLE_RATE) {
-    return reject('bad-rate', `sample rate ${rate} Hz; accepted: ${MIN_SAMPLE_RATE} to ${MAX_SAMPLE_RATE}`);
-  }
-  if (bytes > limits.maxBytes) {
-    return reject('too-large', `audio is ${bytes} bytes, over the ${limits.maxBytes} byte limit`);
-  }
-  const seconds = frames / rate;
-  if (seconds > limits.maxSeconds) {
-    return reject(
-      'too-long',
-      `clip is ${seconds.toFixed(1)} s, over the ${limits.maxSeconds} s limit (${rate} Hz, ${channels} ch)`,
-    );
-  }
-  if (frames === 0) return reject('empty', 'audio has no samples');
-  return undefined;
-}
-
-/** Bytes per sample and the encoding of an interleaved layout. */
-interface Layout {
-  encoding: SampleEncoding;
-  bytesPerSample: number;
-  bigEndian: boolean;
-}
-
-/**
- * Deinterleaves `frames` frames of `channels` samples starting at `offset` into planar floats in [-1, 1].
- * The caller has checked that the bytes are there. Float NaN becomes 0 and floats beyond +-1 are clipped,
- * so that one bad sample cannot poison the resampler and the voice detector downstream.
- */
-function deinterleave(
-  bytes: Uint8Array,
-  offset: number,
-  frames: number,
-  channelCount: number,
-  layout: Layout,
-): Float32Array[] {
-  const channels = Array.from({ length: channelCount }, () => new Float32Array(frames));
-  const length = frames * channelCount * layout.bytesPerSample;
-  // Typed views read the host's byte order: little-endian on every target (x64, arm64, armv7).
-  // They need alignment; MQTT payloads are often slices at odd offsets, so copy when needed.
-  let data = bytes.subarray(offset, offset + length);
-  const align = layout.bytesPerSample === 3 ? 1 : layout.bytesPerSample;
-  // (Not data.slice(): on a Buffer that is a view, not a copy.)
-  if (!layout.bigEndian && data.byteOffset % align !== 0) data = new Uint8Array(data);
-  const { encoding } = layout;
-  const fill = (source: ArrayLike<number>, scale: number, bias: number) => {
-    if (channelCount === 1) {
-      const out = channels[0]!;
-      for (let i = 0; i < frames; i++) out[i] = (source[i]! - bias) * scale;
-      return;
-    }
-    for (let c = 0; c < channelCount; c++) {
-      const out = channels[c]!;
-      for (let i = 0, j = c; i < frames; i++, j += channelCount) out[i] = (source[j]! - bias) * scale;
-    }
-  };
-  if (layout.bigEndian) {
-    const step = layout.bytesPerSample;
-    for (let c = 0; c < channelCount; c++) {
-      const out = channels[c]!;
-      let j = c * step;
-      const stride = channelCount * step;
-      if (step === 2) {
-        for (let i = 0; i < frames; i++, j += stride) {
-          out[i] = (((data[j]! << 24) >> 16) | data[j + 1]!) / 32768;
-        }
-      } else {
-        for (let i = 0; i < frames; i++, j += stride) {
-          out[i] = (((data[j]! << 24) >> 8) | (data[j + 1]! << 8) | data[j + 2]!) / 8388608;
-        }
-      }
-    }
-    return channels;
-  }
-  const { buffer, byteOffset } = data;
-  const samples = frames * channelCount;
-  switch (encoding) {
-    case 'pcm-u8':
-      fill(data, 1 / 128, 128);
-      break;
-    case 'pcm-s16':
-      fill(new Int16Array(buffer, byteOffset, samples), 1 / 32768, 0);
-      break;
-    case 'pcm-s32':
-      fill(new Int32Array(buffer, byteOffset, samples), 1 / 2147483648, 0);
-      break;
-    case 'pcm-s24':
-      for (let c = 0; c < channelCount; c++) {
-        const out = channels[c]!;
-        const stride = channelCount * 3;
-        for (let i = 0, j = c * 3; i < frames; i++, j += stride) {
-          out[i] = (((data[j + 2]! << 24) | (data[j + 1]! << 16) | (data[j]! << 8)) >> 8) / 8388608;
-        }
-      }
-      break;
-    case 'float32':
-    case 'float64': {
-      const source =
-        encoding === 'float32'
-          ? new Float32Array(buffer, byteOffset, samples)
-          : new Float64Array(buffer, byteOffset, samples);
-      fill(source, 1, 0);
-      for (const out of channels) {
-        for (let i = 0; i < frames; i++) {
-          out[i] = clipSample(out[i]!);
-        }
-      }
-      break;
-    }
-  }
-  return channels;
+/** Whether `bytes` start like a RIFF/WAVE (or RF64) file, which {@link decodeWav} takes. */
+export function hasRiffMagic(bytes: Uint8Array): boolean {
+  const magic = ascii(bytes, 0, 4);
+  return magic === 'RIFF' || magic === 'RF64';
 }
 
 interface WavFormat {
@@ -412,7 +198,7 @@ function parseFmt(
  * - either way the data must be a whole number of frames, else `truncated`: a partial frame means bytes
  *   were lost, and lost bytes may have shifted every sample after them.
  */
-function decodeWav(bytes: Uint8Array, limits: AudioLimits): DecodedAudio | AudioRejection {
+export function decodeWav(bytes: Uint8Array, limits: AudioLimits): DecodedAudio | AudioRejection {
   const riff = ascii(bytes, 0, 4);
   if (bytes.length < 12 || ascii(bytes, 8, 4) !== 'WAVE') {
     return reject('bad-header', `${riff} payload of ${bytes.length} bytes has no WAVE form type`);
@@ -496,240 +282,6 @@ function decodeWav(bytes: Uint8Array, limits: AudioLimits): DecodedAudio | Audio
     if (size % 2 === 1 && !(isChunkId(bytes, next) && !isChunkId(bytes, next + 1))) next += 1;
     at = next;
   }
-}
-
-interface RawLayout {
-  format: AudioFormat;
-  layout: Layout;
-  rate: number;
-  channels: number;
-}
-
-/** Decodes headerless interleaved PCM. */
-function decodeRaw(bytes: Uint8Array, raw: RawLayout, limits: AudioLimits): DecodedAudio | AudioRejection {
-  const frameBytes = raw.layout.bytesPerSample * raw.channels;
-  // Channels first: with 0 channels the frame size is 0 and nothing below makes sense.
-  const shapeFirst = checkShape(raw.rate, raw.channels, 1, 0, limits);
-  if (shapeFirst) return shapeFirst;
-  if (bytes.length % frameBytes !== 0) {
-    return reject(
-      'truncated',
-      `${raw.format} data is ${bytes.length} bytes, not a whole number of ${frameBytes}-byte frames`,
-    );
-  }
-  const frames = bytes.length / frameBytes;
-  const bad = checkShape(raw.rate, raw.channels, frames, bytes.length, limits);
-  if (bad) return bad;
-  const channels = deinterleave(bytes, 0, frames, raw.channels, raw.layout);
-  return {
-    ok: true,
-    audio: { sampleRate: raw.rate, channels },
-    format: raw.format,
-    encoding: raw.layout.encoding,
-  };
-}
-
-const RAW_LAYOUTS: Record<string, Omit<RawLayout, 'rate' | 'channels'>> = {
-  l16: { format: 'L16', layout: { encoding: 'pcm-s16', bytesPerSample: 2, bigEndian: true } },
-  l24: { format: 'L24', layout: { encoding: 'pcm-s24', bytesPerSample: 3, bigEndian: true } },
-  s16le: { format: 's16le', layout: { encoding: 'pcm-s16', bytesPerSample: 2, bigEndian: false } },
-  f32le: { format: 'f32le', layout: { encoding: 'float32', bytesPerSample: 4, bigEndian: false } },
-};
-
-/** A parsed `type/subtype; name=value` content type (RFC 2045): lower-case names, unquoted values. */
-interface ContentType {
-  type: string;
-  params: Map<string, string>;
-}
-
-function parseContentType(text: string): ContentType | undefined {
-  if (text.length > MAX_CONTENT_TYPE_LENGTH) return undefined;
-  const parts = text.split(';');
-  const type = parts[0]!.trim().toLowerCase();
-  if (!/^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/.test(type)) return undefined;
-  const params = new Map<string, string>();
-  for (const part of parts.slice(1)) {
-    if (part.trim() === '') continue;
-    const eq = part.indexOf('=');
-    if (eq < 0) return undefined;
-    const name = part.slice(0, eq).trim().toLowerCase();
-    let value = part.slice(eq + 1).trim();
-    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
-    if (name === '' || params.has(name)) return undefined;
-    params.set(name, value);
-  }
-  return { type, params };
-}
-
-/** Reads a positive integer parameter; `undefined` when absent, NaN when malformed. */
-function intParam(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  return /^\d{1,9}$/.test(value) ? Number(value) : Number.NaN;
-}
-
-/** `audio/L16;rate=R;channels=C` (RFC 2586; L24 per RFC 3190): rate required, channels default 1. */
-function rawFromContentType(ct: ContentType): RawLayout | AudioRejection {
-  const base = RAW_LAYOUTS[ct.type.slice('audio/'.length)]!;
-  const rate = intParam(ct.params.get('rate'));
-  if (rate === undefined)
-    return reject('bad-content-type', `${base.format} content type needs a rate parameter`);
-  const channels = intParam(ct.params.get('channels')) ?? 1;
-  if (Number.isNaN(rate) || Number.isNaN(channels)) {
-    return reject('bad-content-type', `${base.format} rate and channels must be integers`);
-  }
-  return { ...base, rate, channels };
-}
-
-function parseTs(value: unknown): number | AudioRejection {
-  if (typeof value === 'number') {
-    if (Number.isFinite(value) && value >= 0) return value;
-    return reject('bad-timestamp', 'ts must be a non-negative finite epoch ms number or an ISO 8601 string');
-  }
-  if (typeof value === 'string' && value.length <= MAX_TS_STRING_LENGTH && ISO_DATE_PREFIX.test(value)) {
-    const ms = Date.parse(value);
-    if (Number.isFinite(ms)) return ms;
-  }
-  return reject('bad-timestamp', 'ts must be an ISO 8601 string or epoch ms');
-}
-
-/** Reads an optional JSON integer field; a rejection when present but not an integer. */
-function intField(obj: Record<string, unknown>, name: string): number | undefined | AudioRejection {
-  const value = obj[name];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    return reject('bad-field', `JSON "${name}" must be an integer`);
-  }
-  return value;
-}
-
-/**
- * The JSON envelope `{"audio": base64, "format": "wav"|"L16"|"L24"|"s16le"|"f32le", "rate"?, "channels"?,
- * "ts"?, "prompt"?}`. `format` defaults to "wav"; `rate` is required for the raw formats and `channels`
- * defaults to 1; both are ignored for WAV, whose header says.
- */
-function decodeJson(payload: Uint8Array, limits: AudioLimits): AudioDecodeResult {
-  const maxJson = Math.ceil((limits.maxBytes * 4) / 3) + JSON_OVERHEAD_BYTES;
-  if (payload.length > maxJson) {
-    return reject('too-large', `JSON payload is ${payload.length} bytes, over the ${maxJson} byte limit`);
-  }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'));
-  } catch {
-    return reject('bad-json', 'payload starts like JSON but does not parse');
-  }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
-    return reject('bad-json', 'JSON payload must be an object with an "audio" field');
-  }
-  const obj = doc as Record<string, unknown>;
-  if (typeof obj['audio'] !== 'string') return reject('bad-field', 'JSON "audio" must be a base64 string');
-  const formatField = obj['format'] ?? 'wav';
-  if (typeof formatField !== 'string') return reject('bad-field', 'JSON "format" must be a string');
-  const formatKey = formatField.toLowerCase();
-  if (formatKey !== 'wav' && RAW_LAYOUTS[formatKey] === undefined) {
-    return reject('bad-field', 'JSON "format" must be one of wav, L16, L24, s16le, f32le');
-  }
-  const rate = intField(obj, 'rate');
-  const channels = intField(obj, 'channels');
-  if (typeof rate === 'object') return rate;
-  if (typeof channels === 'object') return channels;
-  let ts: number | undefined;
-  if (obj['ts'] !== undefined && obj['ts'] !== null) {
-    const parsed = parseTs(obj['ts']);
-    if (typeof parsed !== 'number') return parsed;
-    ts = parsed;
-  }
-  let prompt: string | undefined;
-  if (obj['prompt'] !== undefined && obj['prompt'] !== null) {
-    const value = obj['prompt'];
-    if (typeof value !== 'string' || value.length > MAX_PROMPT_LENGTH) {
-      return reject('bad-field', `JSON "prompt" must be a string of at most ${MAX_PROMPT_LENGTH} chars`);
-    }
-    if (value.trim().length > 0) prompt = value;
-  }
-  const text = obj['audio'].replace(DATA_URL_PREFIX, '').replace(/\s+/g, '');
-  if (text.length === 0) return reject('empty', 'JSON "audio" is empty');
-  if (text.length % 4 === 1 || !BASE64_BODY.test(text)) {
-    return reject('bad-base64', 'JSON "audio" is not valid base64');
-  }
-  const audioBytes = Buffer.from(text, 'base64');
-  let result: AudioDecodeResult;
-  if (formatKey === 'wav') {
-    result = decodeBytes(audioBytes, limits);
-  } else {
-    if (rate === undefined) return reject('bad-field', `JSON "rate" is required for format ${formatField}`);
-    result = decodeRaw(audioBytes, { ...RAW_LAYOUTS[formatKey]!, rate, channels: channels ?? 1 }, limits);
-  }
-  if (!result.ok) return result;
-  if (ts !== undefined) result.ts = ts;
-  if (prompt !== undefined) result.prompt = prompt;
-  return result;
-}
-
-/** WAV bytes, or a named unsupported container, or not audio at all. */
-function decodeBytes(bytes: Uint8Array, limits: AudioLimits, contentType?: string): AudioDecodeResult {
-  if (bytes.length === 0) return reject('empty', 'audio is empty');
-  if (bytes.length > limits.maxBytes) {
-    return reject('too-large', `audio is ${bytes.length} bytes, over the ${limits.maxBytes} byte limit`);
-  }
-  const magic = ascii(bytes, 0, 4);
-  if (magic === 'RIFF' || magic === 'RF64') return decodeWav(bytes, limits);
-  const codec =
-    sniffAudioCodec(bytes) ?? (contentType ? UNSUPPORTED_CONTENT_TYPES.get(contentType) : undefined);
-  if (codec !== undefined) {
-    return reject(
-      'unsupported-codec',
-      `${codec} audio is not supported (accepted: WAV PCM/float, L16, JSON)`,
-    );
-  }
-  return reject('not-audio', `${bytes.length} bytes with no WAV header and no raw PCM content type`);
-}
-
-function firstNonSpace(bytes: Uint8Array): number | undefined {
-  for (const b of bytes) {
-    if (b !== 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d) return b;
-  }
-  return undefined;
-}
-
-/**
- * Decodes one `audio/<source>/clip` payload into planar float PCM:
- * - WAV/RIFF bytes (RF64 too): integer PCM 8 (unsigned), 16, 24, 32 bit, IEEE float 32/64, and
- *   WAVE_FORMAT_EXTENSIBLE wrapping either; any rate from 1 to 384 kHz; 1..maxChannels channels;
- * - raw PCM when the MQTT v5 content type is `audio/L16;rate=R;channels=C` (RFC 2586: big-endian signed
- *   16-bit, channels default 1) or `audio/L24;...` (RFC 3190);
- * - a JSON envelope `{"audio": base64, "format"?, "rate"?, "channels"?, "ts"?, "prompt"?}`.
- * Any other content type is a hint only: the bytes are sniffed. Limits are checked from headers before a
- * sample is decoded. Never throws for bad input.
- */
-export function decodeAudioPayload(
-  payload: Uint8Array,
-  contentType: string | undefined,
-  limits: AudioLimits,
-): AudioDecodeResult {
-  if (payload.length === 0) return reject('empty', 'payload is empty');
-  let type: string | undefined;
-  if (contentType !== undefined && contentType.trim() !== '') {
-    const ct = parseContentType(contentType);
-    const head = contentType.trim().toLowerCase();
-    if (head.startsWith('audio/l16') || head.startsWith('audio/l24')) {
-      if (ct === undefined || (ct.type !== 'audio/l16' && ct.type !== 'audio/l24')) {
-        return reject('bad-content-type', 'content type is not of the form audio/L16;rate=R;channels=C');
-      }
-      if (payload.length > limits.maxBytes) {
-        return reject(
-          'too-large',
-          `audio is ${payload.length} bytes, over the ${limits.maxBytes} byte limit`,
-        );
-      }
-      const raw = rawFromContentType(ct);
-      if ('ok' in raw) return raw;
-      return decodeRaw(payload, raw, limits);
-    }
-    type = ct?.type;
-  }
-  if (firstNonSpace(payload) === 0x7b /* { */) return decodeJson(payload, limits);
-  return decodeBytes(payload, limits, type);
 }
 
 /**

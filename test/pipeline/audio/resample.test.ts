@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../../src/common/index.js';
-import { downmix, resample, resampledLength, resampleKernel } from '../../../src/pipeline/audio/resample.js';
+import { downmix, resample, resampledLength } from '../../../src/pipeline/audio/resample.js';
+import { resampleKernel } from '../../../src/pipeline/audio/resampleKernel.js';
 
 function tone(hz: number, rate: number, seconds: number, amplitude = 0.5): Float32Array {
   const out = new Float32Array(Math.round(rate * seconds));

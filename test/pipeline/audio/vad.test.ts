@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gaussian, mulberry32 } from '../../../src/common/index.js';
+import { decodeAudioPayload } from '../../../src/pipeline/audio/payload.js';
 import { downmix, resample } from '../../../src/pipeline/audio/resample.js';
-import { detectVoice, segmentClip, type VoiceSpan } from '../../../src/pipeline/audio/vad.js';
-import { decodeAudioPayload } from '../../../src/pipeline/audio/wav.js';
+import { segmentClip } from '../../../src/pipeline/audio/segment.js';
+import { detectVoice, type VoiceSpan } from '../../../src/pipeline/audio/vad.js';
 
 const RATE = 16000;
 const LIMITS = { maxBytes: 64 * 1024 * 1024, maxSeconds: 600, maxChannels: 2 };
@@ -206,24 +207,8 @@ describe('detectVoice', () => {
   });
 });
 
-describe('segmentClip', () => {
+describe('detectVoice then segmentClip', () => {
   const seconds = (s: number) => Math.round(s * RATE);
-
-  it('a 70 s voiced clip becomes segments of at most 30 s that cover it', () => {
-    const clip = new Float32Array(seconds(70));
-    const { segments, droppedSeconds } = segmentClip(clip, [{ start: 0, end: clip.length }], {
-      maxSeconds: 30,
-    });
-    expect(segments.length).toBe(3);
-    let at = 0;
-    for (const s of segments) {
-      expect(s.start).toBe(at);
-      expect(s.end - s.start).toBeLessThanOrEqual(seconds(30));
-      at = s.end;
-    }
-    expect(at).toBe(clip.length);
-    expect(droppedSeconds).toBe(0);
-  });
 
   it('70 s of real speech: detected, cut between phrases into segments of at most 30 s', () => {
     const clip = new Float32Array(seconds(70));
@@ -249,73 +234,5 @@ describe('segmentClip', () => {
       expect(inside / (b - a)).toBeGreaterThan(0.95);
     }
     expect(droppedSeconds).toBeLessThan(10);
-  });
-
-  it('silence only: no segments, all of it dropped', () => {
-    const clip = new Float32Array(seconds(12));
-    const spans = detectVoice(clip);
-    expect(segmentClip(clip, spans)).toEqual({ segments: [], droppedSeconds: 12 });
-  });
-
-  it('pads speech, merges near spans, keeps far ones apart, drops blips', () => {
-    const clip = new Float32Array(seconds(60));
-    const { segments, droppedSeconds } = segmentClip(
-      clip,
-      [
-        { start: seconds(5), end: seconds(7) },
-        { start: seconds(7.5), end: seconds(9) }, // 0.5 s later: same segment
-        { start: seconds(20), end: seconds(22) }, // far: its own segment
-        { start: seconds(40), end: seconds(40.1) }, // a 100 ms blip alone: dropped
-      ],
-      { padMs: 300, mergeGapMs: 1000, minSpeechMs: 250 },
-    );
-    expect(segments).toEqual([
-      { start: seconds(4.7), end: seconds(9.3) },
-      { start: seconds(19.7), end: seconds(22.3) },
-    ]);
-    expect(droppedSeconds).toBeCloseTo(60 - 4.6 - 2.6, 6);
-  });
-
-  it('splits a long group in the middle of a gap, not through speech', () => {
-    const clip = new Float32Array(seconds(60));
-    const spans = [
-      { start: seconds(1), end: seconds(20) },
-      { start: seconds(20.6), end: seconds(40) },
-    ];
-    const { segments } = segmentClip(clip, spans, { maxSeconds: 30, padMs: 300, mergeGapMs: 1000 });
-    expect(segments).toEqual([
-      { start: seconds(0.7), end: seconds(20.3) },
-      { start: seconds(20.3), end: seconds(40.3) },
-    ]);
-  });
-
-  it('a span too long only with its padding keeps all its speech and loses padding', () => {
-    const clip = new Float32Array(seconds(60));
-    const { segments } = segmentClip(clip, [{ start: seconds(5), end: seconds(34.8) }], { padMs: 300 });
-    expect(segments).toEqual([{ start: seconds(4.9), end: seconds(34.9) }]);
-  });
-
-  it('speech longer than a segment is cut at its quietest moment, not mid-word', () => {
-    const clip = new Float32Array(seconds(50));
-    addNoise(clip, 0, clip.length, 0.1, 11);
-    clip.fill(0, seconds(22), seconds(22.05)); // a breath at 22 s
-    const { segments } = segmentClip(clip, [{ start: 0, end: clip.length }], { maxSeconds: 30 });
-    expect(segments).toHaveLength(2);
-    expect(segments[0]!.end).toBeGreaterThanOrEqual(seconds(22));
-    expect(segments[0]!.end).toBeLessThanOrEqual(seconds(22.05));
-    expect(segments[1]).toEqual({ start: segments[0]!.end, end: clip.length });
-  });
-
-  it('clamps spans to the clip and tolerates overlapping, unsorted input', () => {
-    const clip = new Float32Array(seconds(10));
-    const { segments } = segmentClip(clip, [
-      { start: seconds(8), end: seconds(12) },
-      { start: -100, end: seconds(2) },
-      { start: seconds(1), end: seconds(3) },
-    ]);
-    expect(segments).toEqual([
-      { start: 0, end: seconds(3.3) },
-      { start: seconds(7.7), end: seconds(10) },
-    ]);
   });
 });
