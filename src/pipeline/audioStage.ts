@@ -138,8 +138,7 @@ export class AudioStage {
   stats(): AudioStageStats {
     return {
       sources: Object.fromEntries([...this.#sources].map(([name, s]) => [name, structuredClone(s)])),
-      realTimeFactor:
-        this.#audioSeconds === 0 ? null : round(this.#processingMs / 1000 / this.#audioSeconds),
+      realTimeFactor: this.#audioSeconds === 0 ? null : round(this.#processingMs / 1000 / this.#audioSeconds),
     };
   }
 

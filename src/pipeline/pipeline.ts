@@ -237,10 +237,11 @@ export class Pipeline {
       batch.rejected.push({
         journalId: entry.id,
         code: `${kind}-failed`,
-        reason: `the ${kind === 'frame' ? 'frame' : 'clip'} could not be processed: ${(error as Error).message}`.slice(
-          0,
-          199,
-        ),
+        reason:
+          `the ${kind === 'frame' ? 'frame' : 'clip'} could not be processed: ${(error as Error).message}`.slice(
+            0,
+            199,
+          ),
       });
     }
   }

@@ -77,7 +77,11 @@ describe('defaults', () => {
       { name: 'camera-frame', filter: 'cameras/+/frame', kind: 'frame', maxBytes: 8 * 1024 * 1024 },
       { name: 'audio-clip', filter: 'audio/+/clip', kind: 'audio', maxBytes: 16 * 1024 * 1024 },
     ]);
-    expect(config.audio).toMatchObject({ maxSeconds: 120, segmentSeconds: 30, microphone: { enabled: false } });
+    expect(config.audio).toMatchObject({
+      maxSeconds: 120,
+      segmentSeconds: 30,
+      microphone: { enabled: false },
+    });
     expect(config.frames).toMatchObject({ size: 512, fit: 'letterbox', gate: { mode: 'change' } });
     expect(config.model.runtime).toBe('auto');
     expect(config.log.level).toBe('info');

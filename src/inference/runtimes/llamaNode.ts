@@ -5,7 +5,6 @@ import {
   CapabilityError,
   type GenerateRequest,
   type GenerateResult,
-  type JsonSchema,
   MEDIA_MARKER,
   type MediaInput,
   type ModelInfo,
