@@ -596,6 +596,17 @@ export const configSchema = z
           .min(0)
           .default(3600)
           .describe('Period of the per-device digest job; 0 turns digests off. Unit: seconds. Default 3600.'),
+        askPriority: z
+          .number()
+          .int()
+          .min(-100)
+          .max(100)
+          .default(0)
+          .describe(
+            'Priority of a question asked of the gateway (POST /api/ask, the MQTT ask request) against the ' +
+              'pipeline jobs, which have 0: higher runs first, equal waits its turn. Default 0.',
+          ),
+        askTimeout: seconds('How long a question waits for its answer, queue included.', 120),
       })
       .prefault({}),
   })

@@ -171,6 +171,7 @@ export function startInference(options: StartInferenceOptions): InferenceParts {
 /** A task with the route's prompt and schema overrides applied. */
 function taskFor(config: Config, name: TaskName, route: string | null): TaskDefinition {
   const base = name === 'audio' ? audioTask(config.audio.language) : DEFAULT_TASKS[name];
-  const override = config.ingest.routes.find((r) => r.name === route)?.tasks?.[name];
+  const override =
+    name === 'ask' ? undefined : config.ingest.routes.find((r) => r.name === route)?.tasks?.[name];
   return { ...base, prompt: override?.prompt ?? base.prompt, schema: override?.schema ?? base.schema };
 }

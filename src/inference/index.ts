@@ -65,6 +65,7 @@ export {
   type RuntimeName,
 } from './runtime.js';
 export {
+  askSchema,
   audioTask,
   DEFAULT_TASKS,
   renderPrompt,

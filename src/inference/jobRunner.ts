@@ -3,8 +3,8 @@ import { Ajv, type ValidateFunction } from 'ajv';
 import type { Clock, Logger, Timer } from '../common/index.js';
 import type { DeviceSeriesSummary, EventRow, JobRow, JobTable } from '../store/index.js';
 import type { Generation, InferenceEngine } from './engine.js';
-import type { MediaInput } from './runtime.js';
-import { renderPrompt, type TaskDefinition, type TaskName, validationSchema } from './tasks.js';
+import type { JsonSchema, MediaInput } from './runtime.js';
+import { askSchema, renderPrompt, type TaskDefinition, type TaskName, validationSchema } from './tasks.js';
 
 /** The stored data a job's prompt is built from. */
 export interface JobContextSource {
@@ -180,11 +180,12 @@ export class JobRunner {
     const controller = new AbortController();
     this.#current = controller;
     try {
-      const { input, ts, prompt, media } = this.#input(job);
+      const { input, ts, prompt, media, schema } = this.#input(job);
+      const asked = { ...task, ...(prompt && { prompt }), ...(schema && { schema }) };
       const generation = await engine.generate(
         {
-          prompt: renderPrompt(prompt ? { ...task, prompt } : task, input),
-          schema: task.schema,
+          prompt: renderPrompt(asked, input),
+          schema: asked.schema,
           maxTokens: this.#o.maxTokens,
           media,
         },
@@ -195,7 +196,7 @@ export class JobRunner {
           `the answer was cut at model.maxTokens (${this.#o.maxTokens} tokens): raise it, or bound the schema's strings`,
         );
       }
-      const output = this.#validate(task, generation.result.text);
+      const output = this.#validate(asked, generation.result.text);
       results.recordResult({
         job,
         resultKind: task.resultKind,
@@ -241,8 +242,18 @@ export class JobRunner {
     /** the job's own prompt (a frame's or its camera's) */
     prompt?: string;
     media?: MediaInput[];
+    /** the job's own schema (a question's: ids among its findings) */
+    schema?: JsonSchema;
   } {
     const { context } = this.#o;
+    if (job.kind === 'ask') {
+      const i = job.input as { question: string; findings: { id: string }[] };
+      return {
+        ts: job.createdAt,
+        input: { question: i.question, findings: i.findings },
+        schema: askSchema(i.findings.map((f) => f.id)),
+      };
+    }
     if (job.kind === 'frame') {
       const i = job.input as { ts: number; input: string; width: number; height: number; prompt?: string };
       const path = this.#o.mediaPath(i.input);

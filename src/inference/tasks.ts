@@ -11,7 +11,7 @@ export interface TaskDefinition {
   media?: 'image' | 'audio' | undefined;
 }
 
-export type TaskName = 'explain' | 'digest' | 'frame' | 'audio';
+export type TaskName = 'explain' | 'digest' | 'frame' | 'audio' | 'ask';
 
 /**
  * Strings are bounded: a Pi decodes 6-8 tokens/s, so an answer must stay short, and the bound keeps a
@@ -82,7 +82,30 @@ export const DEFAULT_TASKS: Readonly<Record<TaskName, TaskDefinition>> = {
     },
   },
   audio: audioTask(),
+  ask: {
+    resultKind: 'ask',
+    prompt:
+      "You are a field gateway's assistant. Answer the operator's question in at most three sentences " +
+      'from the findings below only, and name the ids of the findings you used. If they do not answer it, ' +
+      'say that the gateway has no finding about it and use none. Answer in JSON.\n\n{{input}}',
+    // The ids are constrained per question to the findings it was given (see askSchema).
+    schema: askSchema([]),
+  },
 };
+
+/** The ask task's schema: the answer, and ids drawn only from the findings offered. */
+export function askSchema(ids: readonly string[]): JsonSchema {
+  return {
+    type: 'object',
+    properties: {
+      answer: text(400),
+      results:
+        ids.length > 0
+          ? { type: 'array', maxItems: Math.min(5, ids.length), items: { enum: [...ids] } }
+          : { type: 'array', maxItems: 0, items: { type: 'string' } },
+    },
+  };
+}
 
 /**
  * The audio task; with a target `language`, it also asks for a translation into it (the schema then
