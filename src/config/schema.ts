@@ -485,6 +485,22 @@ export const configSchema = z
           .describe('Bearer token required by every route but /healthz.'),
       })
       .prefault({}),
+    homeassistant: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe(
+            'Announce the gateway, its cameras, sensor series and audio sources to Home Assistant (MQTT ' +
+              'discovery, retained configs). Default true.',
+          ),
+        prefix: z
+          .string()
+          .regex(/^[^#+]+$/, 'no wildcards')
+          .default('homeassistant')
+          .describe("Home Assistant's discovery prefix. Default homeassistant."),
+      })
+      .prefault({}),
     health: z
       .strictObject({
         interval: seconds('Period of the retained health message.', 30),

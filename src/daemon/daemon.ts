@@ -1,11 +1,19 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { startApiServer } from '../api/index.js';
 import { type Clock, type Logger, systemClock, type Timer } from '../common/index.js';
 import { type Config, routeMaxBytes } from '../config/index.js';
 import type { MemoryProbe } from '../inference/index.js';
 import { Intake, MicrophoneSource, MqttConnection, startEmbeddedBroker } from '../ingest/index.js';
 import { type FrameStageOptions, Pipeline } from '../pipeline/index.js';
-import { Findings, type HealthMessage, OutboxDrain, wireTopics } from '../publish/index.js';
+import {
+  Findings,
+  type HealthMessage,
+  HomeAssistantDiscovery,
+  OutboxDrain,
+  type WireTopics,
+  wireTopics,
+} from '../publish/index.js';
 import { Store } from '../store/index.js';
 import { startInference } from './inference.js';
 import { type Parts, race, redactUrl, STOP_STATUS_MS, stopParts } from './parts.js';
@@ -27,6 +35,8 @@ export interface DaemonEndpoints {
   http: string;
 }
 
+/** How often Home Assistant discovery looks for new or removed sources, ms. */
+const DISCOVERY_REFRESH_MS = 30_000;
 /** How often retention runs, ms. */
 const PRUNE_EVERY_MS = 60_000;
 /** Stop budget for flushing the outbox, ms (publishing the status: STOP_STATUS_MS). */
@@ -149,6 +159,20 @@ export class Daemon {
         clock,
       });
       const intake = parts.intake;
+      // Messages for the gateway itself (Home Assistant's status), not for the journal.
+      const controlFilters: string[] = [];
+      const controls: ((topic: string, payload: Buffer | string) => boolean)[] = [];
+      const control = (topic: string, payload: Buffer | string) =>
+        controls.some((handle) => handle(topic, payload));
+      if (config.homeassistant.enabled) {
+        parts.discovery = startDiscovery(config, topics, store, logger, (topic, payload, opts) => {
+          if (!parts.connection) return Promise.reject(new Error('not connected yet'));
+          return parts.connection.publish(topic, payload, opts);
+        });
+        controlFilters.push(parts.discovery.statusTopic);
+        const discovery = parts.discovery;
+        controls.push((topic, payload) => discovery.onMessage(topic, payload));
+      }
       let url = config.mqtt.url;
       if (!url) {
         // In process, ingest commits inside the broker's publish hook: a sensor's PUBACK then means its
@@ -157,6 +181,7 @@ export class Daemon {
           ...config.broker,
           logger: logger.child({ stage: 'broker' }),
           onPublish: (packet, ack) => {
+            if (control(packet.topic, packet.payload)) return ack();
             if (parts.intakePaused && intake.takes(packet.topic)) {
               return ack(new Error('the gateway is stopping; publish again later'));
             }
@@ -174,12 +199,16 @@ export class Daemon {
         protocolVersion: parts.broker ? 4 : 5,
         statusTopic: topics.status(),
         // With the embedded broker, messages arrive through its hook, not a subscription.
-        subscriptions: parts.broker ? [] : intake.filters,
+        subscriptions: parts.broker ? [] : [...intake.filters, ...controlFilters],
         logger: logger.child({ stage: 'mqtt' }),
         clock,
       });
       const connection = parts.connection;
       connection.setHandler((packet) => {
+        if (control(packet.topic, packet.payload)) {
+          setImmediate(() => connection.releaseAcks());
+          return;
+        }
         if (intake.submit(packet)) return;
         logger.debug({ topic: packet.topic }, 'message on no route; acknowledged');
         // Its PUBACK is held like any other: release it after whatever is staged is committed.
@@ -315,6 +344,10 @@ export class Daemon {
       },
       rates,
       drops: { outbox: p.store.outbox.dropped, rejected, duplicates: ingest.duplicates },
+      model: {
+        state: p.inference?.engine.state ?? 'disabled',
+        variant: (p.inference?.engine.status().variant as string | null | undefined) ?? null,
+      },
     };
   }
 
@@ -328,6 +361,14 @@ export class Daemon {
         .catch((error: Error) => logger.debug({ err: error.message }, 'health publish failed'));
     };
     p.connection.on('connect', publishHealth);
+    if (p.discovery) {
+      const discovery = p.discovery;
+      // The embedded broker keeps no retained messages across restarts: announce on every connect.
+      p.connection.on('connect', () => void discovery.announce());
+      if (p.connection.connected) void discovery.announce();
+      // New cameras, series and audio sources: only the differences are sent.
+      this.#timers.push(clock.setInterval(() => void discovery.refresh(), DISCOVERY_REFRESH_MS));
+    }
     this.#timers.push(clock.setInterval(publishHealth, config.health.interval * 1000));
     this.#timers.push(
       clock.setInterval(() => {
@@ -402,6 +443,46 @@ export class Daemon {
     logger.info({ code }, 'stopped');
     return code;
   }
+}
+
+/**
+ * Home Assistant discovery. The sources are what the store holds (cameras and audio sources with jobs or
+ * results, sensor series), so a restart does not take them for removed; what was announced last is kept
+ * in `<dataDir>/homeassistant.json`, so sources that are gone are removed from Home Assistant.
+ */
+function startDiscovery(
+  config: Config,
+  topics: WireTopics,
+  store: Store,
+  logger: Logger,
+  publish: (topic: string, payload: string, opts: { retain: true; qos: 1 }) => Promise<void>,
+): HomeAssistantDiscovery {
+  const file = join(config.dataDir, 'homeassistant.json');
+  return new HomeAssistantDiscovery({
+    prefix: config.homeassistant.prefix,
+    gatewayId: config.gatewayId,
+    topics,
+    version: VERSION,
+    publish,
+    known: () => ({
+      cameras: store.jobs.sources('frame'),
+      audioSources: store.jobs.sources('audio'),
+      series: store.queries
+        .series()
+        .map((s) => ({ device: s.device, metric: s.metric, ...(s.unit ? { unit: s.unit } : {}) })),
+    }),
+    store: {
+      load: () => {
+        try {
+          return JSON.parse(readFileSync(file, 'utf8')) as string[];
+        } catch {
+          return [];
+        }
+      },
+      save: (announced) => writeFileSync(file, JSON.stringify(announced)),
+    },
+    logger: logger.child({ stage: 'homeassistant' }),
+  });
 }
 
 /**

@@ -53,6 +53,8 @@ export interface JobRunnerOptions {
   maxAttempts: number;
   /** how often to look again for a model while none is resident, ms. Default 10000. */
   retryModelMs?: number;
+  /** told of each finished job (metrics) */
+  observe?: (job: { kind: string; seconds: number; tokens: number; generationMs: number }) => void;
   clock: Clock;
   logger: Logger;
 }
@@ -206,6 +208,12 @@ export class JobRunner {
         latencyMs: clock.monotonic() - started,
       });
       this.#stats.done += 1;
+      this.#o.observe?.({
+        kind: job.kind,
+        seconds: (clock.monotonic() - started) / 1000,
+        tokens: generation.result.tokens,
+        generationMs: generation.result.generationMs,
+      });
       logger.info(
         {
           job: job.id,

@@ -1,4 +1,10 @@
 export { Findings, type FindingsOptions, type FindingsStats } from './findings.js';
+export {
+  type DiscoveryStore,
+  HomeAssistantDiscovery,
+  type HomeAssistantDiscoveryOptions,
+  type KnownSources,
+} from './homeAssistant.js';
 export { type MessageTransport, OutboxDrain, type OutboxDrainOptions } from './outboxDrain.js';
 export {
   type ErrorMessage,

@@ -92,6 +92,8 @@ export interface HealthMessage {
   /** messages/s over the last health interval */
   rates: { ingest: number; rejects: number };
   drops: { outbox: number; rejected: number; duplicates: number };
+  /** the resident model, if any (`state` as in /api/status) */
+  model: { state: string; variant: string | null };
 }
 
 export interface WireTopics {

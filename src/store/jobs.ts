@@ -133,6 +133,9 @@ export class JobTable {
       waiting: db.prepare<[string, string], RawJob>(
         `SELECT * FROM jobs WHERE kind = ? AND source = ? AND state IN ${OPEN} ORDER BY created_at, rowid`,
       ),
+      sources: db.prepare<[string, string], { source: string }>(
+        'SELECT source FROM jobs WHERE kind = ? UNION SELECT source FROM results WHERE kind = ? ORDER BY source',
+      ),
       waitingCapability: db.prepare<[], { kind: string }>(
         "SELECT DISTINCT kind FROM jobs WHERE state = 'waiting-capability'",
       ),
@@ -198,6 +201,11 @@ export class JobTable {
     const dropped = rows.slice(0, Math.max(0, rows.length - keep));
     for (const row of dropped) this.set(row.id, 'dropped', reason, now);
     return dropped;
+  }
+
+  /** Sources that have jobs or results of `kind` (cameras, audio sources), sorted. */
+  sources(kind: string): string[] {
+    return this.#stmt.sources.all(kind, kind).map((row) => row.source);
   }
 
   /** Job kinds that wait for a capability the resident model lacks. */
