@@ -583,6 +583,9 @@ http:
   host: 0.0.0.0
   port: 9000
   token: ${TOKEN}
+homeassistant:
+  enabled: false
+  prefix: ha
 health:
   interval: 10
 model:
