@@ -1,1 +1,23 @@
-export { type ApiServer, type ApiServerOptions, startApiServer } from './server.js';
+export { type ChangeFeed, StoreChanges } from './changes.js';
+export { ApiTlsError } from './errors.js';
+export {
+  type GatewayStatusSnapshot,
+  type JobObservation,
+  METRICS_CONTENT_TYPE,
+  MetricDefinitionError,
+  MetricSampleError,
+  MetricsRegistry,
+  type MetricsRegistryOptions,
+  renderGatewayMetrics,
+} from './metrics.js';
+export {
+  decodeCursor,
+  encodeCursor,
+  type ParsedResultsQuery,
+  type ParseResultsQueryOptions,
+  parseResultsQuery,
+  type ResultsPageJson,
+  runResultsQuery,
+} from './resultsQuery.js';
+export { type EventJson, eventJson, type ResultJson, resultJson } from './rows.js';
+export { type ApiServer, type ApiServerOptions, type AskQuestion, startApiServer } from './server.js';

@@ -4,6 +4,7 @@ import { createLogger } from '../common/index.js';
 import { ConfigError, loadConfig, printConfig } from '../config/index.js';
 import { Daemon, VERSION } from '../daemon/index.js';
 import { registerModelCommands } from './model.js';
+import { registerQueryCommands } from './query.js';
 import { runSimulation } from './simulate.js';
 
 /** Exit codes: 0 ok, 1 failure while running or stopping, 2 bad configuration or usage. */
@@ -221,6 +222,7 @@ program
   });
 
 registerModelCommands(program);
+registerQueryCommands(program);
 
 program.parseAsync().catch((error: Error) => {
   process.stderr.write(`outpost: ${error.message}\n`);

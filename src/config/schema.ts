@@ -25,6 +25,12 @@ const taskOverride = z.strictObject({
     .describe('Replaces the JSON schema that constrains and validates the output.'),
 });
 
+/** The message of a missing half of a pair of keys that go together. */
+const bothOrNeither =
+  (other: string) =>
+  (issue: { input?: unknown }): string | undefined =>
+    issue.input === undefined ? `required with ${other} (give both or neither)` : undefined;
+
 /** A camera's name is a topic level and a folder name under <dataDir>/media. */
 export const CAMERA_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -482,7 +488,47 @@ export const configSchema = z
           .min(16, 'at least 16 characters')
           .optional()
           .meta(secret)
-          .describe('Bearer token required by every route but /healthz.'),
+          .describe(
+            "Bearer token required by every route but /healthz and the web page's own files (which hold no " +
+              'data; the page asks for the token).',
+          ),
+        tls: z
+          .strictObject({
+            cert: z
+              .string({ error: bothOrNeither('http.tls.key') })
+              .min(1)
+              .describe('Path of the PEM certificate (with its chain) the server presents.'),
+            key: z
+              .string({ error: bothOrNeither('http.tls.cert') })
+              .min(1)
+              .describe('Path of the PEM private key of http.tls.cert.'),
+          })
+          .optional()
+          .describe(
+            'Serve HTTPS with this certificate and key (both or neither; paths relative to the working ' +
+              'directory). Absent: plain HTTP.',
+          ),
+        rateLimit: z
+          .number()
+          .int()
+          .min(0)
+          .max(1_000_000)
+          .default(600)
+          .describe(
+            'Requests per minute per client address, sustained, with a burst of as many; past it: 429 with ' +
+              'Retry-After. /healthz is exempt. 0: no limit. Default 600.',
+          ),
+        cors: z
+          .array(
+            z
+              .string()
+              .regex(/^https?:\/\/[^/\s?#]+$/, 'an origin such as https://dashboard.local:8443 (no path)'),
+          )
+          .optional()
+          .describe(
+            'Browser origins (scheme://host[:port]) allowed to call the API from their pages (CORS). Absent: ' +
+              'no CORS headers are sent.',
+          ),
       })
       .prefault({}),
     homeassistant: z

@@ -1,6 +1,6 @@
 import type { Clock } from '../common/index.js';
 import type { JobRunner } from '../inference/index.js';
-import type { ResultRow, Store } from '../store/index.js';
+import type { ResultRow, Store, StoreQueries } from '../store/index.js';
 
 /** A question for the gateway (POST /api/ask, the MQTT `ask` request). */
 export interface AskRequest {
@@ -107,6 +107,28 @@ export function createAsk(options: AskOptions): (request: AskRequest, source?: s
       }
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
+  };
+}
+
+/**
+ * The findings a question is about, at most `limit`, answers to earlier questions left out: first those
+ * of a source the question names (pump1, yard), then full-text matches of any of its words, then the most
+ * recent ones in the window, so "what happened today?" still gets something to answer from.
+ */
+export function retrieveFindings(
+  queries: Pick<StoreQueries, 'results'>,
+): (question: string, since: number | undefined, until: number | undefined, limit: number) => ResultRow[] {
+  return (question, since, until, limit) => {
+    const found = new Map<string, ResultRow>();
+    const add = (rows: ResultRow[]) => {
+      for (const row of rows) if (found.size < limit && row.kind !== 'ask') found.set(row.id, row);
+    };
+    const words = [...new Set(question.toLowerCase().match(/[\p{L}\p{N}][\p{L}\p{N}._-]*/gu) ?? [])];
+    for (const word of words.slice(0, 20))
+      add(queries.results({ source: word, since, until, limit }).results);
+    add(queries.results({ text: question, anyWord: true, since, until, limit: limit * 2 }).results);
+    add(queries.results({ since, until, limit: limit * 2 }).results);
+    return [...found.values()];
   };
 }
 

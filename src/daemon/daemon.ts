@@ -1,20 +1,34 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startApiServer } from '../api/index.js';
+import {
+  MetricsRegistry,
+  renderGatewayMetrics,
+  runResultsQuery,
+  StoreChanges,
+  startApiServer,
+} from '../api/index.js';
 import { type Clock, type Logger, systemClock, type Timer } from '../common/index.js';
 import { type Config, routeMaxBytes } from '../config/index.js';
 import type { MemoryProbe } from '../inference/index.js';
-import { Intake, MicrophoneSource, MqttConnection, startEmbeddedBroker } from '../ingest/index.js';
+import {
+  type IncomingPacket,
+  Intake,
+  MicrophoneSource,
+  MqttConnection,
+  startEmbeddedBroker,
+} from '../ingest/index.js';
 import { type FrameStageOptions, Pipeline } from '../pipeline/index.js';
 import {
   Findings,
   type HealthMessage,
   HomeAssistantDiscovery,
   OutboxDrain,
+  RequestHandler,
   type WireTopics,
   wireTopics,
 } from '../publish/index.js';
 import { Store } from '../store/index.js';
+import { createAsk, retrieveFindings } from './ask.js';
 import { startInference } from './inference.js';
 import { type Parts, race, redactUrl, STOP_STATUS_MS, stopParts } from './parts.js';
 
@@ -91,12 +105,18 @@ export class Daemon {
       check();
 
       const topics = wireTopics(config.mqtt.topicPrefix, config.gatewayId);
+      // Store changes wake the live stream; the registry keeps what status cannot (job latencies).
+      const changes = new StoreChanges();
+      const metrics = new MetricsRegistry();
       parts.topics = topics;
       parts.findings = new Findings({
         store,
         topics,
         clock,
-        onQueued: () => parts.drain?.wake(),
+        onQueued: () => {
+          parts.drain?.wake();
+          changes.notify();
+        },
         explainAnomalies: config.inference.enabled,
         maxWaitingAudio: config.audio.maxWaiting,
         onJobs: () => parts.inference?.runner.wake(),
@@ -110,6 +130,7 @@ export class Daemon {
           clock,
           memoryProbe: options.memoryProbe,
           workerRss: options.workerRss,
+          observe: (job) => metrics.observeJob(job),
         });
       }
       parts.pipeline = new Pipeline({
@@ -161,9 +182,14 @@ export class Daemon {
       const intake = parts.intake;
       // Messages for the gateway itself (Home Assistant's status), not for the journal.
       const controlFilters: string[] = [];
-      const controls: ((topic: string, payload: Buffer | string) => boolean)[] = [];
-      const control = (topic: string, payload: Buffer | string) =>
-        controls.some((handle) => handle(topic, payload));
+      type Control = (
+        topic: string,
+        payload: Buffer | string,
+        properties?: IncomingPacket['properties'],
+      ) => boolean;
+      const controls: Control[] = [];
+      const control: Control = (topic, payload, properties) =>
+        controls.some((handle) => handle(topic, payload, properties));
       if (config.homeassistant.enabled) {
         parts.discovery = startDiscovery(config, topics, store, logger, (topic, payload, opts) => {
           if (!parts.connection) return Promise.reject(new Error('not connected yet'));
@@ -173,6 +199,37 @@ export class Daemon {
         const discovery = parts.discovery;
         controls.push((topic, payload) => discovery.onMessage(topic, payload));
       }
+      const inference = parts.inference;
+      const ask = inference
+        ? createAsk({
+            store,
+            runner: inference.runner,
+            retrieve: retrieveFindings(store.queries),
+            priority: config.inference.askPriority,
+            timeoutMs: config.inference.askTimeout * 1000,
+            clock,
+          })
+        : undefined;
+      const daemon: { current?: Daemon } = {};
+      parts.requests = new RequestHandler({
+        topics,
+        publish: (topic, payload, opts) => {
+          if (!parts.connection) return Promise.reject(new Error('not connected yet'));
+          return parts.connection.publish(topic, payload, opts);
+        },
+        status: () => daemon.current?.status() ?? {},
+        queryResults: (params) => runResultsQuery(store.queries, params),
+        ask: ask && ((request) => ask(request, 'mqtt')),
+        askTimeoutMs: config.inference.askTimeout * 1000,
+        logger: logger.child({ stage: 'requests' }),
+      });
+      const requests = parts.requests;
+      controlFilters.push(requests.filter);
+      controls.push((topic, payload, properties) => {
+        if (!requests.accepts(topic)) return false;
+        void requests.handle(topic, payload, properties);
+        return true;
+      });
       let url = config.mqtt.url;
       if (!url) {
         // In process, ingest commits inside the broker's publish hook: a sensor's PUBACK then means its
@@ -205,7 +262,7 @@ export class Daemon {
       });
       const connection = parts.connection;
       connection.setHandler((packet) => {
-        if (control(packet.topic, packet.payload)) {
+        if (control(packet.topic, packet.payload, packet.properties)) {
           setImmediate(() => connection.releaseAcks());
           return;
         }
@@ -229,7 +286,6 @@ export class Daemon {
       if (config.audio.microphone.enabled) parts.microphone = startMicrophone(config, intake, logger);
       check();
 
-      const daemon: { current?: Daemon } = {};
       parts.api = await startApiServer({
         host: config.http.host,
         port: config.http.port,
@@ -240,6 +296,12 @@ export class Daemon {
         readiness: () => ({ store: !store.closed, broker: parts.connection?.connected === true }),
         logger,
         now: () => clock.now(),
+        tls: config.http.tls,
+        rateLimit: config.http.rateLimit,
+        cors: config.http.cors,
+        changes,
+        ask: ask && ((question) => ask(question, 'http')),
+        metrics: () => renderGatewayMetrics(daemon.current?.status() ?? {}, metrics),
       });
       if (!config.http.token)
         logger.info({ url: parts.api.url }, 'HTTP API without a token: bound to loopback only');

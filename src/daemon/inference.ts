@@ -8,6 +8,7 @@ import {
   defaultThreads,
   InferenceEngine,
   JobRunner,
+  type JobRunnerOptions,
   MemoryGovernor,
   type MemoryProbe,
   type ModelVariant,
@@ -29,6 +30,8 @@ export interface InferenceParts {
 }
 
 export interface StartInferenceOptions {
+  /** Told of each finished job (metrics). */
+  observe?: JobRunnerOptions['observe'];
   /** Memory readings for the governor. Default: /proc and cgroup v2 (tests drive it). */
   memoryProbe?: MemoryProbe | undefined;
   /** RSS of the worker as the governor sees it. Default: read from /proc. */
@@ -108,6 +111,7 @@ export function startInference(options: StartInferenceOptions): InferenceParts {
       }),
   });
   const runner = new JobRunner({
+    observe: options.observe,
     jobs: store.jobs,
     context: store.queries,
     engine,

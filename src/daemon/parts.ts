@@ -2,7 +2,13 @@ import type { ApiServer } from '../api/index.js';
 import type { Logger } from '../common/index.js';
 import type { EmbeddedBroker, Intake, MicrophoneSource, MqttConnection } from '../ingest/index.js';
 import type { Pipeline } from '../pipeline/index.js';
-import type { Findings, HomeAssistantDiscovery, OutboxDrain, WireTopics } from '../publish/index.js';
+import type {
+  Findings,
+  HomeAssistantDiscovery,
+  OutboxDrain,
+  RequestHandler,
+  WireTopics,
+} from '../publish/index.js';
 import type { Store } from '../store/index.js';
 import type { InferenceParts } from './inference.js';
 
@@ -23,6 +29,7 @@ export interface Parts {
   inference?: InferenceParts;
   microphone?: MicrophoneSource;
   discovery?: HomeAssistantDiscovery;
+  requests?: RequestHandler;
   /** set when shutdown begins: the embedded broker refuses new publishes */
   intakePaused?: boolean;
 }
@@ -33,6 +40,7 @@ export async function stopParts(parts: Partial<Parts>, logger: Logger): Promise<
   const steps: [string, (() => unknown) | undefined][] = [
     ['microphone', parts.microphone && (() => parts.microphone?.stop())],
     ['homeassistant', parts.discovery && (() => parts.discovery?.dispose())],
+    ['requests', parts.requests && (() => parts.requests?.dispose())],
     ['outbox', parts.drain && (() => parts.drain?.stop())],
     ['mqtt', parts.connection && (() => parts.connection?.close(STOP_STATUS_MS))],
     ['http', parts.api && (() => parts.api?.close())],

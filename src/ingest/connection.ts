@@ -170,10 +170,23 @@ export class MqttConnection extends EventEmitter<ConnectionEvents> {
   }
 
   /** Publishes and resolves on the broker's acknowledgement (QoS 1/2) or once written (QoS 0). */
-  publish(topic: string, payload: string | Buffer, opts: { qos: 0 | 1 | 2; retain: boolean }): Promise<void> {
+  /** Publishes; MQTT v5 `properties` (correlation data, content type) are left out on a 3.1.1 session. */
+  publish(
+    topic: string,
+    payload: string | Buffer,
+    opts: {
+      qos: 0 | 1 | 2;
+      retain: boolean;
+      properties?: { correlationData?: Buffer; contentType?: string } | undefined;
+    },
+  ): Promise<void> {
+    const properties = this.options.protocolVersion === 5 ? opts.properties : undefined;
     return new Promise((resolve, reject) => {
-      this.#client.publish(topic, payload, { qos: opts.qos, retain: opts.retain }, (error) =>
-        error ? reject(error) : resolve(),
+      this.#client.publish(
+        topic,
+        payload,
+        { qos: opts.qos, retain: opts.retain, ...(properties && { properties }) },
+        (error) => (error ? reject(error) : resolve()),
       );
     });
   }

@@ -6,6 +6,7 @@ export {
   type KnownSources,
 } from './homeAssistant.js';
 export { type MessageTransport, OutboxDrain, type OutboxDrainOptions } from './outboxDrain.js';
+export { RequestHandler, type RequestHandlerOptions } from './requests.js';
 export {
   type ErrorMessage,
   type EventMessage,

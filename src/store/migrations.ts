@@ -8,6 +8,26 @@ export interface Migration {
   sql: string;
 }
 
+/**
+ * The searchable text of a result's output (SQL over the JSON column `column`): what the tasks write in
+ * words (descriptions, transcripts, translations, summaries, causes, actions, alert reasons, highlights).
+ * Output that is not JSON yields no text rather than failing the insert of a finished job's result.
+ */
+function resultText(column: string): string {
+  const fields = [
+    'description',
+    'transcript',
+    'translation',
+    'summary',
+    'likelyCause',
+    'action',
+    'alertReason',
+  ];
+  const values = fields.map((f) => `json_extract(${column}, '$.${f}')`);
+  const highlights = `(SELECT group_concat(value, ' ') FROM json_each(${column}, '$.highlights'))`;
+  return `CASE WHEN json_valid(${column}) THEN concat_ws(' ', ${[...values, highlights].join(', ')}) ELSE '' END`;
+}
+
 export const migrations: readonly Migration[] = [
   {
     version: 1,
@@ -149,6 +169,54 @@ export const migrations: readonly Migration[] = [
       -- job states now also: waiting-capability (the resident model cannot take the job's media) and
       -- dropped (superseded by a newer frame of the same camera).
       ALTER TABLE results ADD COLUMN media TEXT;  -- path of the result's thumbnail or clip
+    `,
+  },
+  {
+    version: 4,
+    name: 'results in insertion order, full-text index',
+    sql: `
+      -- The results table again, with an explicit INTEGER PRIMARY KEY: an implicit rowid may be renumbered
+      -- by VACUUM, and the HTTP API's cursors and the full-text index are keyed on it. AUTOINCREMENT: a seq
+      -- is never reused, so a cursor never meets a row it has not seen under a number it has.
+      CREATE TABLE results_v4 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order: API cursors, the FTS rowid
+        id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        model TEXT,
+        variant TEXT,
+        latency_ms INTEGER,
+        output TEXT NOT NULL,                  -- JSON, schema-valid
+        media TEXT                             -- path of the result's thumbnail or clip
+      );
+      INSERT INTO results_v4 (id, kind, source, ts, created_at, model, variant, latency_ms, output, media)
+        SELECT id, kind, source, ts, created_at, model, variant, latency_ms, output, media
+          FROM results ORDER BY rowid;
+      DROP TABLE results;
+      ALTER TABLE results_v4 RENAME TO results;
+      CREATE INDEX results_kind_ts ON results (kind, ts);
+      -- Equality on kind or source, then seq order: pages read no more rows than they return.
+      CREATE INDEX results_kind_seq ON results (kind, seq);
+      CREATE INDEX results_source_seq ON results (source, seq);
+
+      -- Full text of what a result says, for /api/results?q=. Contentless (the text lives in results.output):
+      -- only rowids come back; contentless_delete lets a deleted result leave the index.
+      CREATE VIRTUAL TABLE results_fts USING fts5(
+        text, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
+      );
+      INSERT INTO results_fts (rowid, text) SELECT seq, ${resultText('output')} FROM results;
+      CREATE TRIGGER results_fts_insert AFTER INSERT ON results BEGIN
+        INSERT INTO results_fts (rowid, text) VALUES (new.seq, ${resultText('new.output')});
+      END;
+      CREATE TRIGGER results_fts_delete AFTER DELETE ON results BEGIN
+        DELETE FROM results_fts WHERE rowid = old.seq;
+      END;
+      CREATE TRIGGER results_fts_update AFTER UPDATE OF output ON results BEGIN
+        DELETE FROM results_fts WHERE rowid = old.seq;
+        INSERT INTO results_fts (rowid, text) VALUES (new.seq, ${resultText('new.output')});
+      END;
     `,
   },
 ];

@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import type { SqliteDatabase } from './database.js';
 import type { EventRow, ReadingBucket, RejectRow, SeriesRow, Severity } from './types.js';
 
@@ -55,9 +56,10 @@ const toEvent = (row: RawEvent): EventRow => ({
   detail: JSON.parse(row.detail) as Record<string, unknown>,
 });
 
-/** The read side of the store, for the HTTP API and status. Every filter is a bound parameter. */
 /** A stored model result. */
 export interface ResultRow {
+  /** insertion order, never reused: the cursor of result listings and of the live stream */
+  seq: number;
   id: string;
   kind: string;
   source: string;
@@ -73,6 +75,7 @@ export interface ResultRow {
 }
 
 interface RawResult {
+  seq: number;
   id: string;
   kind: string;
   source: string;
@@ -85,10 +88,85 @@ interface RawResult {
   media: string | null;
 }
 
+/** The filters of a page of results (newest stored first); every one given must match. */
+export interface ResultsQuery {
+  kind?: string | undefined;
+  source?: string | undefined;
+  /** epoch ms of the result's `ts`, inclusive */
+  since?: number | undefined;
+  /** epoch ms of the result's `ts`, exclusive */
+  until?: number | undefined;
+  /** a frame object's label (`output.objects[].label`), case-insensitive (ASCII) */
+  label?: string | undefined;
+  /**
+   * Words to find in what the result says (description, transcript, translation, summary, cause, action,
+   * alert reason, highlights): plain words, never FTS5 syntax (see `ftsMatchExpression`); a word ending in
+   * `*` matches as a prefix. With no word in it, nothing matches.
+   */
+  text?: string | undefined;
+  /** Match results with any of the words rather than all of them. Default false. */
+  anyWord?: boolean | undefined;
+  /** only results stored before this one (its `seq`): the previous page's `next` */
+  before?: number | undefined;
+  /** most results in the page, at least 1 */
+  limit: number;
+}
+
+export interface ResultPage {
+  results: ResultRow[];
+  /** `before` of the next page; null when this page is the last */
+  next: number | null;
+}
+
+/** The newest `seq` of results and `id` of events: where a live stream starts. */
+export interface StreamCursors {
+  result: number;
+  event: number;
+}
+
+/** Most words of a full-text query that are used; the rest are ignored. */
+const MAX_TEXT_WORDS = 16;
+
+/**
+ * Plain words as an FTS5 query that cannot be anything else: every whitespace-separated chunk with a letter
+ * or digit in it becomes a quoted string (its quotes doubled), so FTS5 operators, column filters, NEAR( and
+ * parentheses in the user's text are only characters; a trailing `*` becomes a prefix query of that chunk.
+ * Chunks are ANDed (or ORed with `any`). Undefined when there is no word to search for.
+ */
+export function ftsMatchExpression(text: string, any = false): string | undefined {
+  const terms: string[] = [];
+  for (const chunk of text.split(/\s+/)) {
+    if (terms.length === MAX_TEXT_WORDS) break;
+    if (!/[\p{L}\p{N}]/u.test(chunk)) continue;
+    const prefix = chunk.endsWith('*');
+    const word = (prefix ? chunk.replace(/\*+$/, '') : chunk).replaceAll('"', '""');
+    terms.push(prefix ? `"${word}" *` : `"${word}"`);
+  }
+  if (terms.length === 0) return undefined;
+  return terms.join(any ? ' OR ' : ' ');
+}
+
+/** The filters of a results query as SQL; each a constant fragment with named parameters. */
+const RESULT_FILTERS = {
+  kind: 'kind = @kind',
+  source: 'source = @source',
+  since: 'ts >= @since',
+  until: 'ts < @until',
+  // CASE, not AND: SQLite does not promise to short-circuit, and json_extract of a non-object fails.
+  label: `EXISTS (SELECT 1 FROM json_each(iif(json_valid(results.output), results.output, '{}'), '$.objects') AS o
+            WHERE lower(CASE WHEN o.type = 'object' THEN json_extract(o.value, '$.label') END) = lower(@label))`,
+  match: 'seq IN (SELECT rowid FROM results_fts WHERE results_fts MATCH @match)',
+  before: 'seq < @before',
+} as const;
+
+/** The read side of the store, for the HTTP API, MQTT requests and status. Every filter is a bound parameter. */
 export class StoreQueries {
+  readonly #db: SqliteDatabase;
+  readonly #resultPages = new Map<string, Database.Statement<Record<string, unknown>, RawResult>>();
   readonly #stmt;
 
   constructor(db: SqliteDatabase) {
+    this.#db = db;
     this.#stmt = {
       buckets: db.prepare<[number, number, number, string, string, number, number], ReadingBucket>(
         `SELECT (ts - ((ts % ?) + ?) % ?) AS t, count(*) AS count, min(value) AS min, max(value) AS max,
@@ -125,6 +203,22 @@ export class StoreQueries {
         'SELECT count(*) AS n FROM events WHERE source = ? AND ts >= ? AND ts < ?',
       ),
       result: db.prepare<[string], RawResult>('SELECT * FROM results WHERE id = ?'),
+      resultsAfter: db.prepare<[number, number], RawResult>(
+        'SELECT * FROM results WHERE seq > ? ORDER BY seq LIMIT ?',
+      ),
+      eventsAfter: db.prepare<[number, number], RawEvent>(
+        'SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?',
+      ),
+      heads: db.prepare<[], StreamCursors>(
+        `SELECT (SELECT coalesce(max(seq), 0) FROM results) AS result,
+                (SELECT coalesce(max(id), 0) FROM events) AS event`,
+      ),
+      // Rows are stored in time order give or take a clock step: the last ones stored before `t`. A scan,
+      // but only when a stream starts from a time.
+      headsBefore: db.prepare<[number, number], StreamCursors>(
+        `SELECT (SELECT coalesce(max(seq), 0) FROM results WHERE created_at < ?) AS result,
+                (SELECT coalesce(max(id), 0) FROM events WHERE created_at < ?) AS event`,
+      ),
       rejects: db.prepare<[number], RejectRow>(
         'SELECT id, ts, route, topic, code, reason, size FROM rejects ORDER BY id DESC LIMIT ?',
       ),
@@ -185,23 +279,96 @@ export class StoreQueries {
 
   result(id: string): ResultRow | undefined {
     const row = this.#stmt.result.get(id);
-    return row
-      ? {
-          id: row.id,
-          kind: row.kind,
-          source: row.source,
-          ts: row.ts,
-          createdAt: row.created_at,
-          model: row.model,
-          variant: row.variant,
-          latencyMs: row.latency_ms,
-          output: JSON.parse(row.output) as Record<string, unknown>,
-          media: row.media,
-        }
-      : undefined;
+    return row ? toResult(row) : undefined;
+  }
+
+  /** A page of results matching every given filter, newest first (by insertion, not by `ts`). */
+  results(q: ResultsQuery): ResultPage {
+    const match = q.text === undefined ? undefined : ftsMatchExpression(q.text, q.anyWord === true);
+    if (q.text !== undefined && match === undefined) return { results: [], next: null };
+    const params: Record<string, string | number> = {};
+    const where: string[] = [];
+    const values = {
+      kind: q.kind,
+      source: q.source,
+      since: q.since,
+      until: q.until,
+      label: q.label,
+      match,
+      before: q.before,
+    };
+    for (const name of Object.keys(RESULT_FILTERS) as (keyof typeof RESULT_FILTERS)[]) {
+      const value = values[name];
+      if (value === undefined) continue;
+      where.push(RESULT_FILTERS[name]);
+      params[name] = value;
+    }
+    const limit = Math.max(1, Math.floor(q.limit));
+    // One row more than asked tells whether there is a next page, so the last page says so itself.
+    params.limit = limit + 1;
+    const rows = this.#resultPage(where).all(params).map(toResult);
+    const more = rows.length > limit;
+    if (more) rows.length = limit;
+    return { results: rows, next: more ? rows.at(-1)!.seq : null };
+  }
+
+  /** Results stored after `afterSeq`, oldest first. */
+  resultsAfter(afterSeq: number, limit: number): ResultRow[] {
+    return this.#stmt.resultsAfter.all(afterSeq, limit).map(toResult);
+  }
+
+  /** Events stored after `afterId`, oldest first. */
+  eventsAfter(afterId: number, limit: number): EventRow[] {
+    return this.#stmt.eventsAfter.all(afterId, limit).map(toEvent);
+  }
+
+  /** The newest result and event; with `storedBefore` (epoch ms), the newest stored before that time. */
+  streamCursors(storedBefore?: number): StreamCursors {
+    return storedBefore === undefined
+      ? this.#stmt.heads.get()!
+      : this.#stmt.headsBefore.get(storedBefore, storedBefore)!;
   }
 
   recentRejects(limit: number): RejectRow[] {
     return this.#stmt.rejects.all(limit);
+  }
+
+  /** The statement of one combination of filters (at most 2^7, prepared on first use). */
+  #resultPage(where: readonly string[]) {
+    const key = where.join(' AND ');
+    let stmt = this.#resultPages.get(key);
+    if (!stmt) {
+      stmt = this.#db.prepare<Record<string, unknown>, RawResult>(
+        `SELECT * FROM results ${where.length > 0 ? `WHERE ${key}` : ''} ORDER BY seq DESC LIMIT @limit`,
+      );
+      this.#resultPages.set(key, stmt);
+    }
+    return stmt;
+  }
+}
+
+function toResult(row: RawResult): ResultRow {
+  return {
+    seq: row.seq,
+    id: row.id,
+    kind: row.kind,
+    source: row.source,
+    ts: row.ts,
+    createdAt: row.created_at,
+    model: row.model,
+    variant: row.variant,
+    latencyMs: row.latency_ms,
+    output: parseOutput(row.output),
+    media: row.media,
+  };
+}
+
+/** Outputs are written as JSON; a row that is not (edited by hand) reads as empty, not as a failed page. */
+function parseOutput(text: string): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(text);
+    return value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : { value };
+  } catch {
+    return {};
   }
 }
