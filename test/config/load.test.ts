@@ -425,7 +425,7 @@ describe('printConfig', () => {
       broker: Record<string, unknown>;
       gatewayId: string;
     };
-    expect(printed.http).toEqual({ host: '0.0.0.0', port: 9000, token: '********' });
+    expect(printed.http).toEqual({ host: '0.0.0.0', port: 9000, rateLimit: 600, token: '********' });
     expect(printed.mqtt).toMatchObject({
       url: 'mqtts://broker.local:8883',
       username: 'gateway',
