@@ -19,6 +19,8 @@ export interface AskQuestion {
   since?: number | undefined;
   /** epoch ms: only findings about times before this */
   until?: number | undefined;
+  /** only findings of these kinds (frame, audio, anomaly, digest) */
+  kinds?: string[] | undefined;
 }
 
 export interface ApiServerOptions {
@@ -239,13 +241,19 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
               description: 'findings at or after: ISO 8601 or epoch ms',
             },
             until: { type: 'string', maxLength: 40, description: 'findings before: ISO 8601 or epoch ms' },
+            kinds: {
+              type: 'array',
+              maxItems: 8,
+              items: { type: 'string', minLength: 1, maxLength: 32 },
+              description: 'only findings of these kinds (frame, audio, anomaly, digest)',
+            },
           },
         },
         errors: { 503: 'no model (inference is off) or it is not available', 504: 'no answer in time' },
       },
     },
     async (request, reply) => {
-      const body = request.body as { question: string; since?: string; until?: string };
+      const body = request.body as { question: string; since?: string; until?: string; kinds?: string[] };
       if (!options.ask) {
         return reply
           .code(503)
@@ -263,7 +271,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       });
       try {
         return await options.ask(
-          { question: body.question, since, until },
+          { question: body.question, since, until, kinds: body.kinds },
           AbortSignal.any([gone.signal, closing.signal]),
         );
       } catch (error) {

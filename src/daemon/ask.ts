@@ -2,12 +2,21 @@ import type { Clock } from '../common/index.js';
 import type { JobRunner } from '../inference/index.js';
 import type { ResultRow, Store, StoreQueries } from '../store/index.js';
 
+/** Which findings a question may draw on. */
+export interface FindingWindow {
+  since: number | undefined;
+  until: number | undefined;
+  kinds: string[] | undefined;
+}
+
 /** A question for the gateway (POST /api/ask, the MQTT `ask` request). */
 export interface AskRequest {
   question: string;
   /** ISO 8601 or epoch ms: only findings about this time or later */
   since?: string | number | undefined;
   until?: string | number | undefined;
+  /** only findings of these kinds (frame, audio, anomaly, digest) */
+  kinds?: readonly string[] | undefined;
 }
 
 export interface AskAnswer {
@@ -37,12 +46,7 @@ export interface AskOptions {
   store: Store;
   runner: Pick<JobRunner, 'wake'>;
   /** the stored findings most relevant to a question, newest first */
-  retrieve: (
-    question: string,
-    since: number | undefined,
-    until: number | undefined,
-    limit: number,
-  ) => ResultRow[];
+  retrieve: (question: string, window: FindingWindow, limit: number) => ResultRow[];
   priority: number;
   timeoutMs: number;
   clock: Clock;
@@ -67,7 +71,8 @@ export function createAsk(options: AskOptions): (request: AskRequest, source?: s
       throw new AskError(400, 'question: 1 to 500 characters');
     const since = time(request.since, 'since');
     const until = time(request.until, 'until');
-    const findings = options.retrieve(question, since, until, OFFERED).map(summarize);
+    const kinds = request.kinds?.length ? [...request.kinds] : undefined;
+    const findings = options.retrieve(question, { since, until, kinds }, OFFERED).map(summarize);
     const job = store.jobs.add(
       {
         kind: 'ask',
@@ -117,17 +122,23 @@ export function createAsk(options: AskOptions): (request: AskRequest, source?: s
  */
 export function retrieveFindings(
   queries: Pick<StoreQueries, 'results'>,
-): (question: string, since: number | undefined, until: number | undefined, limit: number) => ResultRow[] {
-  return (question, since, until, limit) => {
+): (question: string, window: FindingWindow, limit: number) => ResultRow[] {
+  return (question, { since, until, kinds }, limit) => {
     const found = new Map<string, ResultRow>();
     const add = (rows: ResultRow[]) => {
-      for (const row of rows) if (found.size < limit && row.kind !== 'ask') found.set(row.id, row);
+      for (const row of rows) {
+        if (found.size < limit && row.kind !== 'ask' && (!kinds || kinds.includes(row.kind)))
+          found.set(row.id, row);
+      }
     };
     const words = [...new Set(question.toLowerCase().match(/[\p{L}\p{N}][\p{L}\p{N}._-]*/gu) ?? [])];
-    for (const word of words.slice(0, 20))
-      add(queries.results({ source: word, since, until, limit }).results);
-    add(queries.results({ text: question, anyWord: true, since, until, limit: limit * 2 }).results);
-    add(queries.results({ since, until, limit: limit * 2 }).results);
+    // Each kind asked for is queried on its own, so one busy kind cannot crowd out another.
+    for (const kind of kinds ?? [undefined]) {
+      const base = { kind, since, until };
+      for (const word of words.slice(0, 20)) add(queries.results({ ...base, source: word, limit }).results);
+      add(queries.results({ ...base, text: question, anyWord: true, limit: limit * 2 }).results);
+      add(queries.results({ ...base, limit: limit * 2 }).results);
+    }
     return [...found.values()];
   };
 }

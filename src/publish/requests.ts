@@ -29,6 +29,8 @@ export interface AskRequest {
   /** ISO 8601 or epoch ms, as the request gave it */
   since?: string | number;
   until?: string | number;
+  /** only findings of these kinds (frame, audio, anomaly, digest) */
+  kinds?: string[];
 }
 
 export interface RequestHandlerOptions {
@@ -333,10 +335,10 @@ function parseBody(payload: Buffer | string): {
 }
 
 function parseAsk(fields: Record<string, unknown>): AskRequest {
-  const { question, since, until, ...rest } = fields;
+  const { question, since, until, kinds, ...rest } = fields;
   const extra = Object.keys(rest);
   if (extra.length > 0)
-    throw new RequestFailure('invalid', `unknown field ${extra[0]}; ask takes question, since, until`);
+    throw new RequestFailure('invalid', `unknown field ${extra[0]}; ask takes question, since, until, kinds`);
   if (typeof question !== 'string' || question.trim() === '') {
     throw new RequestFailure('invalid', 'question: expected a non-empty string');
   }
@@ -353,6 +355,18 @@ function parseAsk(fields: Record<string, unknown>): AskRequest {
       throw new RequestFailure('invalid', `${name}: expected ISO 8601 or epoch milliseconds`);
     }
     request[name] = value;
+  }
+  if (kinds !== undefined) {
+    const valid =
+      Array.isArray(kinds) &&
+      kinds.length <= 8 &&
+      kinds.every((k) => typeof k === 'string' && k.length > 0 && k.length <= 32);
+    if (!valid)
+      throw new RequestFailure(
+        'invalid',
+        'kinds: expected up to 8 kind names (frame, audio, anomaly, digest)',
+      );
+    request.kinds = kinds as string[];
   }
   return request;
 }

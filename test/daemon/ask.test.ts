@@ -73,6 +73,13 @@ describe('ask the gateway', { timeout: 120_000 }, () => {
     expect(body.offered).toBeGreaterThanOrEqual(1);
     for (const id of body.results as string[]) expect(id).toBe(finding!.id);
     expect(gateway.sql('SELECT state FROM jobs WHERE id = ?', body.job)).toEqual([{ state: 'done' }]);
+    // Only frames: there are none, so nothing is offered.
+    const frames = await ask({ question: 'What happened to the pump1 temperature?', kinds: ['frame'] });
+    expect([frames.status, frames.body.offered, frames.body.results]).toEqual([200, 0, []]);
+    // What the jobs took, in the Prometheus text.
+    const metrics = await (await fetch(`${gateway.httpUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^outpost_job_duration_seconds_count\{kind="explain"\} 1$/m);
+    expect(metrics).toMatch(/^outpost_jobs\{state="done"\} [1-9]/m);
 
     // The same question over MQTT, with a transaction echoed.
     const client = await mqtt.connectAsync(gateway.mqttUrl, { protocolVersion: 4 });
