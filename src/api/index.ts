@@ -1,15 +1,14 @@
 export { type ChangeFeed, StoreChanges } from './changes.js';
 export { ApiTlsError } from './errors.js';
+export { type GatewayStatusSnapshot, renderGatewayMetrics } from './gatewayMetrics.js';
 export {
-  type GatewayStatusSnapshot,
   type JobObservation,
   METRICS_CONTENT_TYPE,
   MetricDefinitionError,
   MetricSampleError,
   MetricsRegistry,
   type MetricsRegistryOptions,
-  renderGatewayMetrics,
-} from './metrics.js';
+} from './metricsRegistry.js';
 export {
   decodeCursor,
   encodeCursor,

@@ -7,7 +7,7 @@ import type { ChangeFeed } from './changes.js';
 import { badRequest, notFound, registerDataRoutes } from './dataRoutes.js';
 import { addGuards, readTls } from './guards.js';
 import { LiveFeed, type LiveFeedOptions, parseStreamId } from './liveFeed.js';
-import { METRICS_CONTENT_TYPE } from './metrics.js';
+import { METRICS_CONTENT_TYPE } from './metricsRegistry.js';
 import { openApiDocument, type RouteRecord, type RouteSchema } from './openapi.js';
 import { parseTime } from './params.js';
 import { DEFAULT_WEB_ROOT, sendWebFile, WEB_FILE_PATTERN } from './webFiles.js';

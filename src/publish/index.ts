@@ -3,8 +3,8 @@ export {
   type DiscoveryStore,
   HomeAssistantDiscovery,
   type HomeAssistantDiscoveryOptions,
-  type KnownSources,
 } from './homeAssistant.js';
+export type { KnownSources } from './homeAssistantConfigs.js';
 export { type MessageTransport, OutboxDrain, type OutboxDrainOptions } from './outboxDrain.js';
 export { RequestHandler, type RequestHandlerOptions } from './requests.js';
 export {

@@ -1,15 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import { type GatewayStatusSnapshot, renderGatewayMetrics } from '../../src/api/gatewayMetrics.js';
 import {
   Counter,
-  type GatewayStatusSnapshot,
   Gauge,
   Histogram,
   MetricDefinitionError,
   MetricSampleError,
   MetricsRegistry,
-  renderGatewayMetrics,
   renderMetrics,
-} from '../../src/api/metrics.js';
+} from '../../src/api/metricsRegistry.js';
 
 interface Sample {
   name: string;
