@@ -3,6 +3,8 @@
  * JSON envelope) into planar float PCM. Pure; never throws for bad input: every refusal is a stable code
  * and a short reason that never quotes payload bytes. The WAV container itself is read by wav.ts.
  */
+
+import { parseMediaEnvelope } from '../envelope.js';
 import {
   type AudioDecodeResult,
   type AudioFormat,
@@ -16,16 +18,6 @@ import {
 } from './pcm.js';
 import { decodeWav, hasRiffMagic, sniffAudioCodec } from './wav.js';
 
-/** Longest accepted `prompt`, chars. */
-const MAX_PROMPT_LENGTH = 2000;
-/** ISO strings longer than this are not timestamps. */
-const MAX_TS_STRING_LENGTH = 64;
-/** Requires a full calendar date, so Date.parse's loose forms ("May 1", "2024") are refused. */
-const ISO_DATE_PREFIX = /^[+-]?\d{4,6}-\d{2}-\d{2}/;
-/** Non-audio JSON fields may add this much to a JSON payload beyond the base64 audio, bytes. */
-const JSON_OVERHEAD_BYTES = 8192;
-const BASE64_BODY = /^[A-Za-z0-9+/]*={0,2}$/;
-const DATA_URL_PREFIX = /^data:[a-z0-9./+-]*(;[a-z0-9=.-]+)*;base64,/i;
 const MAX_CONTENT_TYPE_LENGTH = 256;
 
 /** Content types of codecs this decoder refuses, by name. */
@@ -128,18 +120,6 @@ function rawFromContentType(ct: ContentType): RawLayout | AudioRejection {
   return { ...base, rate, channels };
 }
 
-function parseTs(value: unknown): number | AudioRejection {
-  if (typeof value === 'number') {
-    if (Number.isFinite(value) && value >= 0) return value;
-    return reject('bad-timestamp', 'ts must be a non-negative finite epoch ms number or an ISO 8601 string');
-  }
-  if (typeof value === 'string' && value.length <= MAX_TS_STRING_LENGTH && ISO_DATE_PREFIX.test(value)) {
-    const ms = Date.parse(value);
-    if (Number.isFinite(ms)) return ms;
-  }
-  return reject('bad-timestamp', 'ts must be an ISO 8601 string or epoch ms');
-}
-
 /** Reads an optional JSON integer field; a rejection when present but not an integer. */
 function intField(obj: Record<string, unknown>, name: string): number | undefined | AudioRejection {
   const value = obj[name];
@@ -156,21 +136,9 @@ function intField(obj: Record<string, unknown>, name: string): number | undefine
  * defaults to 1; both are ignored for WAV, whose header says.
  */
 function decodeJson(payload: Uint8Array, limits: AudioLimits): AudioDecodeResult {
-  const maxJson = Math.ceil((limits.maxBytes * 4) / 3) + JSON_OVERHEAD_BYTES;
-  if (payload.length > maxJson) {
-    return reject('too-large', `JSON payload is ${payload.length} bytes, over the ${maxJson} byte limit`);
-  }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'));
-  } catch {
-    return reject('bad-json', 'payload starts like JSON but does not parse');
-  }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
-    return reject('bad-json', 'JSON payload must be an object with an "audio" field');
-  }
-  const obj = doc as Record<string, unknown>;
-  if (typeof obj['audio'] !== 'string') return reject('bad-field', 'JSON "audio" must be a base64 string');
+  const envelope = parseMediaEnvelope(payload, 'audio', limits.maxBytes);
+  if ('code' in envelope) return reject(envelope.code, envelope.reason);
+  const obj = envelope.doc;
   const formatField = obj['format'] ?? 'wav';
   if (typeof formatField !== 'string') return reject('bad-field', 'JSON "format" must be a string');
   const formatKey = formatField.toLowerCase();
@@ -181,26 +149,7 @@ function decodeJson(payload: Uint8Array, limits: AudioLimits): AudioDecodeResult
   const channels = intField(obj, 'channels');
   if (typeof rate === 'object') return rate;
   if (typeof channels === 'object') return channels;
-  let ts: number | undefined;
-  if (obj['ts'] !== undefined && obj['ts'] !== null) {
-    const parsed = parseTs(obj['ts']);
-    if (typeof parsed !== 'number') return parsed;
-    ts = parsed;
-  }
-  let prompt: string | undefined;
-  if (obj['prompt'] !== undefined && obj['prompt'] !== null) {
-    const value = obj['prompt'];
-    if (typeof value !== 'string' || value.length > MAX_PROMPT_LENGTH) {
-      return reject('bad-field', `JSON "prompt" must be a string of at most ${MAX_PROMPT_LENGTH} chars`);
-    }
-    if (value.trim().length > 0) prompt = value;
-  }
-  const text = obj['audio'].replace(DATA_URL_PREFIX, '').replace(/\s+/g, '');
-  if (text.length === 0) return reject('empty', 'JSON "audio" is empty');
-  if (text.length % 4 === 1 || !BASE64_BODY.test(text)) {
-    return reject('bad-base64', 'JSON "audio" is not valid base64');
-  }
-  const audioBytes = Buffer.from(text, 'base64');
+  const audioBytes = envelope.bytes;
   let result: AudioDecodeResult;
   if (formatKey === 'wav') {
     result = decodeBytes(audioBytes, limits);
@@ -209,8 +158,8 @@ function decodeJson(payload: Uint8Array, limits: AudioLimits): AudioDecodeResult
     result = decodeRaw(audioBytes, { ...RAW_LAYOUTS[formatKey]!, rate, channels: channels ?? 1 }, limits);
   }
   if (!result.ok) return result;
-  if (ts !== undefined) result.ts = ts;
-  if (prompt !== undefined) result.prompt = prompt;
+  if (envelope.ts !== undefined) result.ts = envelope.ts;
+  if (envelope.prompt !== undefined) result.prompt = envelope.prompt;
   return result;
 }
 

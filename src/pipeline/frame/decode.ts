@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { parseMediaEnvelope } from '../envelope.js';
 
 /** Image formats accepted on the frame route. */
 export type FrameFormat = 'jpeg' | 'png' | 'webp';
@@ -72,16 +73,6 @@ export interface FrameDecodeOptions {
   signal?: AbortSignal;
 }
 
-/** Longest accepted `prompt`, chars. */
-const MAX_PROMPT_LENGTH = 2000;
-/** ISO strings longer than this are not timestamps. */
-const MAX_TS_STRING_LENGTH = 64;
-/** Requires a full calendar date, so Date.parse's loose forms ("May 1", "2024") are refused. */
-const ISO_DATE_PREFIX = /^[+-]?\d{4,6}-\d{2}-\d{2}/;
-/** Non-image JSON fields may add this much to a JSON payload beyond the base64 image, bytes. */
-const JSON_OVERHEAD_BYTES = 8192;
-const BASE64_BODY = /^[A-Za-z0-9+/]*={0,2}$/;
-const DATA_URL_PREFIX = /^data:image\/[a-z0-9.+-]+;base64,/i;
 const MAX_REASON_LENGTH = 199;
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
@@ -191,58 +182,18 @@ function checkPixels(width: number, height: number, limits: FrameLimits): FrameR
   return undefined;
 }
 
-function parseTs(value: unknown): number | FrameRejection {
-  if (typeof value === 'number') {
-    if (Number.isFinite(value) && value >= 0) return value;
-    return reject('bad-timestamp', 'ts must be a non-negative finite epoch ms number or an ISO 8601 string');
-  }
-  if (typeof value === 'string' && value.length <= MAX_TS_STRING_LENGTH && ISO_DATE_PREFIX.test(value)) {
-    const ms = Date.parse(value);
-    if (Number.isFinite(ms)) return ms;
-  }
-  return reject('bad-timestamp', 'ts must be an ISO 8601 string or epoch ms');
-}
-
 type Envelope = { image: Buffer; ts?: number; prompt?: string; force: boolean };
 
 function parseJsonEnvelope(bytes: Uint8Array, limits: FrameLimits): Envelope | FrameRejection {
-  const maxJson = Math.ceil((limits.maxBytes * 4) / 3) + JSON_OVERHEAD_BYTES;
-  if (bytes.length > maxJson) {
-    return reject('too-large', `JSON payload is ${bytes.length} bytes, over the ${maxJson} byte limit`);
-  }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
-  } catch {
-    return reject('bad-json', 'payload starts like JSON but does not parse');
-  }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
-    return reject('bad-json', 'JSON payload must be an object with an "image" field');
-  }
-  const obj = doc as Record<string, unknown>;
-  if (typeof obj['image'] !== 'string') return reject('bad-field', 'JSON "image" must be a base64 string');
-  const text = obj['image'].replace(DATA_URL_PREFIX, '').replace(/\s+/g, '');
-  if (text.length === 0) return reject('empty', 'JSON "image" is empty');
-  if (text.length % 4 === 1 || !BASE64_BODY.test(text)) {
-    return reject('bad-base64', 'JSON "image" is not valid base64');
-  }
-  const image = Buffer.from(text, 'base64');
-  const out: Envelope = { image, force: false };
-  if (obj['ts'] !== undefined && obj['ts'] !== null) {
-    const ts = parseTs(obj['ts']);
-    if (typeof ts !== 'number') return ts;
-    out.ts = ts;
-  }
-  if (obj['prompt'] !== undefined && obj['prompt'] !== null) {
-    const prompt = obj['prompt'];
-    if (typeof prompt !== 'string' || prompt.length > MAX_PROMPT_LENGTH) {
-      return reject('bad-field', `JSON "prompt" must be a string of at most ${MAX_PROMPT_LENGTH} chars`);
-    }
-    if (prompt.trim().length > 0) out.prompt = prompt;
-  }
-  if (obj['force'] !== undefined && obj['force'] !== null) {
-    if (typeof obj['force'] !== 'boolean') return reject('bad-field', 'JSON "force" must be a boolean');
-    out.force = obj['force'];
+  const envelope = parseMediaEnvelope(bytes, 'image', limits.maxBytes);
+  if ('code' in envelope) return reject(envelope.code, envelope.reason);
+  const out: Envelope = { image: envelope.bytes, force: false };
+  if (envelope.ts !== undefined) out.ts = envelope.ts;
+  if (envelope.prompt !== undefined) out.prompt = envelope.prompt;
+  const force = envelope.doc.force;
+  if (force !== undefined && force !== null) {
+    if (typeof force !== 'boolean') return reject('bad-field', 'JSON "force" must be a boolean');
+    out.force = force;
   }
   return out;
 }
