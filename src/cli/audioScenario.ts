@@ -8,10 +8,9 @@
  * silence) for scoring a voice detector. Speech is espeak-ng where it is installed (decoded once per
  * phrase), else the synthetic voice of `speechSynth.ts`; the `speech` option pins one of the two.
  */
-import { mulberry32 } from '../common/index.js';
+import { mulberry32, writeWavHeader } from '../common/index.js';
 import { HUM_HARMONICS, humSource, noiseSource } from './humSource.js';
 import { commandAvailable, espeakSpeech, synthesizeSpeech } from './speechSynth.js';
-import { writeWavHeader } from './wav.js';
 
 /** Where speech comes from: espeak-ng if installed, else synthetic (`'auto'`), or one of them for sure. */
 export type SpeechEngine = 'auto' | 'espeak-ng' | 'synthetic';

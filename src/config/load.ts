@@ -3,8 +3,7 @@ import { hostname as osHostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { z } from 'zod';
-// A pure check, imported directly (not through the inference stage's index).
-import { grammarSchemaProblem } from '../inference/schemaCheck.js';
+import { grammarSchemaProblem } from '../common/index.js';
 import { ConfigError } from './errors.js';
 import { type ConfigKey, configKeys } from './keys.js';
 import { type Config, configSchema, routeMaxBytes } from './schema.js';

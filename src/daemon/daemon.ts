@@ -319,6 +319,8 @@ export class Daemon {
     const { config, clock } = this.#o;
     const depth = p.store.outbox.depth();
     const memory = process.memoryUsage();
+    const pipeline = p.pipeline.stats();
+    const findings = p.findings.stats();
     return {
       gatewayId: config.gatewayId,
       version: VERSION,
@@ -334,8 +336,8 @@ export class Daemon {
       },
       http: { url: this.endpoints.http, auth: Boolean(config.http.token) },
       ingest: p.intake.stats(),
-      pipeline: p.pipeline.stats(),
-      rejects: p.findings.stats().rejects,
+      pipeline,
+      rejects: findings.rejects,
       queues: {
         journalPending: p.store.pendingJournalCount(),
         outbox: {
@@ -348,10 +350,10 @@ export class Daemon {
       },
       memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
       media: { ...p.store.media.totals(), maxBytes: config.store.mediaMaxBytes },
-      frames: { ...p.pipeline.stats().frames, superseded: p.findings.stats().superseded },
+      frames: { ...pipeline.frames, superseded: findings.superseded },
       audio: {
-        ...p.pipeline.stats().audio,
-        dropped: p.findings.stats().audioDropped,
+        ...pipeline.audio,
+        dropped: findings.audioDropped,
         microphone: p.microphone?.status() ?? null,
       },
       model: p.inference ? p.inference.engine.status() : { state: 'disabled' },
@@ -394,7 +396,7 @@ export class Daemon {
       drops: { outbox: p.store.outbox.dropped, rejected, duplicates: ingest.duplicates },
       model: {
         state: p.inference?.engine.state ?? 'disabled',
-        variant: (p.inference?.engine.status().variant as string | null | undefined) ?? null,
+        variant: p.inference?.engine.variant ?? null,
       },
     };
   }

@@ -84,6 +84,11 @@ export class InferenceEngine {
     return this.#reason;
   }
 
+  /** The resident variant's id, if any. */
+  get variant(): string | null {
+    return this.#current?.variant.id ?? null;
+  }
+
   /** What the resident model takes besides text; nothing while none is resident. */
   get capabilities(): { image: boolean; audio: boolean } {
     const c = this.#current?.info.capabilities;

@@ -1,4 +1,5 @@
 import { endianness } from 'node:os';
+import { writeWavHeader } from '../common/index.js';
 
 /**
  * Raw 16-bit PCM from a recorder: gain, downmix, cutting into segments at quiet moments, WAV framing.
@@ -37,18 +38,7 @@ export function quietestCut(samples: Int16Array, end: number, window: number, fr
 export function encodeWav(samples: Int16Array, sampleRate: number): Buffer {
   const dataBytes = samples.length * 2;
   const wav = Buffer.allocUnsafe(44 + dataBytes);
-  wav.write('RIFF', 0, 'ascii');
-  wav.writeUInt32LE(36 + dataBytes, 4);
-  wav.write('WAVEfmt ', 8, 'ascii');
-  wav.writeUInt32LE(16, 16); // fmt chunk size
-  wav.writeUInt16LE(1, 20); // PCM
-  wav.writeUInt16LE(1, 22); // mono
-  wav.writeUInt32LE(sampleRate, 24);
-  wav.writeUInt32LE(sampleRate * 2, 28); // bytes per second
-  wav.writeUInt16LE(2, 32); // bytes per frame
-  wav.writeUInt16LE(16, 34); // bits per sample
-  wav.write('data', 36, 'ascii');
-  wav.writeUInt32LE(dataBytes, 40);
+  writeWavHeader(wav, sampleRate, 1, samples.length);
   if (LITTLE_ENDIAN) {
     Buffer.from(samples.buffer, samples.byteOffset, dataBytes).copy(wav, 44);
   } else {

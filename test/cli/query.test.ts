@@ -176,11 +176,7 @@ describe('outpost query against a running gateway', () => {
     expect(rest.stdout.trimEnd().split('\n')).toHaveLength(2);
   });
 
-  it('lists results with a one-line summary of each finding', async (context) => {
-    const probe = await fetch(`${url}/api/results`);
-    // GET /api/results is being written beside this command: until it is served, there is nothing to list.
-    if (probe.status === 404) context.skip();
-
+  it('lists results with a one-line summary of each finding', async () => {
     const [human, json, frames] = await Promise.all([
       query(['results', '--url', url]),
       query(['results', '--url', url, '--json']),

@@ -1,4 +1,5 @@
 import { basename } from 'node:path';
+import { grammarSchemaProblem } from '../../common/index.js';
 import { ModelFileError } from '../errors.js';
 import { inspectModel } from '../modelFiles.js';
 import {
@@ -11,7 +12,6 @@ import {
   type Runtime,
   type RuntimeLoadOptions,
 } from '../runtime.js';
-import { grammarSchemaProblem } from '../schemaCheck.js';
 import { validationSchema } from '../tasks.js';
 import {
   type LlamaCompletionOptions,

@@ -6,6 +6,8 @@
  * Nothing is allocated from a header's claim: sizes, rates and channel counts are checked against the
  * payload's real length and the limits first, and samples are decoded only from bytes that are there.
  */
+
+import { writeWavHeader } from '../../common/index.js';
 import {
   type AudioLimits,
   type AudioRejection,
@@ -292,19 +294,7 @@ export function decodeWav(bytes: Uint8Array, limits: AudioLimits): DecodedAudio 
 export function encodeWav(samples: Float32Array, sampleRate: number): Buffer {
   const dataBytes = samples.length * 2;
   const out = Buffer.alloc(44 + dataBytes);
-  out.write('RIFF', 0, 'latin1');
-  out.writeUInt32LE(36 + dataBytes, 4);
-  out.write('WAVE', 8, 'latin1');
-  out.write('fmt ', 12, 'latin1');
-  out.writeUInt32LE(16, 16);
-  out.writeUInt16LE(WAVE_FORMAT_PCM, 20);
-  out.writeUInt16LE(1, 22);
-  out.writeUInt32LE(sampleRate, 24);
-  out.writeUInt32LE(sampleRate * 2, 28);
-  out.writeUInt16LE(2, 32);
-  out.writeUInt16LE(16, 34);
-  out.write('data', 36, 'latin1');
-  out.writeUInt32LE(dataBytes, 40);
+  writeWavHeader(out, sampleRate, 1, samples.length);
   const pcm = new Int16Array(out.buffer, out.byteOffset + 44, samples.length);
   for (let i = 0; i < samples.length; i++) {
     const clipped = clipSample(samples[i]!);

@@ -1,4 +1,5 @@
-import type { JsonSchema } from './runtime.js';
+/** A JSON schema as the config and the runtimes carry it. */
+type JsonSchema = Readonly<Record<string, unknown>>;
 
 const SCHEMA_TYPES = new Set(['string', 'number', 'integer', 'boolean', 'object', 'array', 'null']);
 /** keywords whose value is a map of names to schemas */
