@@ -101,7 +101,10 @@ export class JobTable {
       ),
       get: db.prepare<[string], RawJob>('SELECT * FROM jobs WHERE id = ?'),
       start: db.prepare(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, reason = NULL, updated_at = ? WHERE id = ?",
+        `UPDATE jobs SET state = 'running', attempts = attempts + 1, reason = NULL, updated_at = ? WHERE id = ? AND state IN ${OPEN}`,
+      ),
+      isOpen: db.prepare<[string], { n: number }>(
+        `SELECT count(*) AS n FROM jobs WHERE id = ? AND state IN ${OPEN}`,
       ),
       set: db.prepare('UPDATE jobs SET state = ?, reason = ?, updated_at = ?, finished_at = ? WHERE id = ?'),
       wakeWaiting: db.prepare(
@@ -180,8 +183,17 @@ export class JobTable {
   }
 
   /** Marks a job running and counts the attempt. */
-  start(id: string, now: number): void {
-    this.#stmt.start.run(now, id);
+  /**
+   * Marks a job running and counts the attempt; false when it is no longer open (a newer frame superseded
+   * it, or it was dropped, while the runner waited for the model): then it must not run.
+   */
+  start(id: string, now: number): boolean {
+    return this.#stmt.start.run(now, id).changes === 1;
+  }
+
+  /** Whether the job is still to run (queued or waiting). */
+  isOpen(id: string): boolean {
+    return this.#stmt.isOpen.get(id)!.n === 1;
   }
 
   /**

@@ -219,4 +219,21 @@ export const migrations: readonly Migration[] = [
       END;
     `,
   },
+  {
+    version: 5,
+    name: 'outbox classes and targets',
+    sql: `
+      -- The class decides what goes first when the outbox is full (store.outbox.policy); the target is the
+      -- connection that sends it: the gateway's broker (local) or the fleet's upstream broker (uplink).
+      ALTER TABLE outbox ADD COLUMN class TEXT NOT NULL DEFAULT 'results';
+      ALTER TABLE outbox ADD COLUMN target TEXT NOT NULL DEFAULT 'local';
+      UPDATE outbox SET class = CASE
+        WHEN topic LIKE '%/events/%' THEN 'events'
+        WHEN topic LIKE '%/windows/%' THEN 'windows'
+        WHEN topic LIKE '%/errors' THEN 'errors'
+        ELSE 'results' END;
+      CREATE INDEX outbox_target ON outbox (target, id);
+      CREATE INDEX outbox_class ON outbox (target, class, id);
+    `,
+  },
 ];

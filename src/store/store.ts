@@ -1,6 +1,15 @@
 import { join } from 'node:path';
-import { openDatabase, type SqliteDatabase } from './database.js';
+import { type ShrinkStep, shrinkLargest } from './budget.js';
+import { openDatabaseChecked, type SqliteDatabase } from './database.js';
+import type { IntegrityReport } from './integrity.js';
 import { JobTable } from './jobs.js';
+import {
+  type DatabaseBytes,
+  databaseBytes,
+  type MaintenanceOptions,
+  type MaintenanceReport,
+  maintain,
+} from './maintenance.js';
 import { MediaStore } from './media.js';
 import { Outbox, type OutboxLimits } from './outbox.js';
 import { StoreQueries } from './queries.js';
@@ -20,12 +29,15 @@ export interface StoreOptions {
   /** SQLite synchronous mode under WAL; see the `store.synchronous` config key. Default normal. */
   synchronous?: 'normal' | 'full';
   outbox: OutboxLimits;
+  /** Limits of the uplink's own outbox; absent: no uplink. */
+  uplinkOutbox?: OutboxLimits | undefined;
 }
 
 export interface RetentionPolicy {
   /** processed journal entries received before this are deleted, epoch ms */
   journalBefore: number;
   readingsBefore: number;
+  /** events, windows, rejects and results */
   eventsBefore: number;
 }
 
@@ -35,11 +47,15 @@ export interface RetentionPolicy {
  */
 export class Store {
   readonly outbox: Outbox;
+  /** what waits for the fleet's upstream broker; undefined without an uplink */
+  readonly uplinkOutbox: Outbox | undefined;
   readonly queries: StoreQueries;
   readonly jobs: JobTable;
   /** files under <dataDir>/media */
   readonly media: MediaStore;
   readonly file: string;
+  /** What the integrity check at open found; `ok: false` (recovered) must be logged at error level. */
+  readonly integrity: IntegrityReport;
   readonly #db: SqliteDatabase;
   readonly #series = new Map<string, number>();
   readonly #stmt;
@@ -51,9 +67,12 @@ export class Store {
 
   private constructor(options: StoreOptions) {
     this.file = join(options.dataDir, 'outpost.db');
-    this.#db = openDatabase({ file: this.file, synchronous: options.synchronous ?? 'normal' });
+    const opened = openDatabaseChecked({ file: this.file, synchronous: options.synchronous ?? 'normal' });
+    this.#db = opened.db;
+    this.integrity = opened.integrity;
     const db = this.#db;
     this.outbox = new Outbox(db, options.outbox);
+    this.uplinkOutbox = options.uplinkOutbox && new Outbox(db, options.uplinkOutbox, 'uplink');
     this.queries = new StoreQueries(db);
     this.jobs = new JobTable(db);
     this.media = new MediaStore(db, join(options.dataDir, 'media'));
@@ -92,8 +111,11 @@ export class Store {
         'INSERT INTO rejects (ts, route, topic, code, reason, size) VALUES (?, ?, ?, ?, ?, ?)',
       ),
       pruneJournal: db.prepare(
+        // The newest row always stays: SQLite gives a new row max(id) + 1, so an emptied journal would
+        // number new messages from 1 again, below the watermark, and the pipeline would never see them.
         `DELETE FROM journal WHERE id IN (SELECT id FROM journal WHERE received_at < ?
-           AND id <= (SELECT value FROM pipeline_state WHERE key = 'journal') ORDER BY id LIMIT 5000)`,
+           AND id <= (SELECT value FROM pipeline_state WHERE key = 'journal')
+           AND id < (SELECT max(id) FROM journal) ORDER BY id LIMIT 5000)`,
       ),
       allSeries: db.prepare<[], { id: number }>('SELECT id FROM series'),
       pruneReadings: db.prepare(
@@ -102,6 +124,9 @@ export class Store {
       pruneWindows: db.prepare('DELETE FROM windows WHERE series_id = ? AND start < ? AND end < ?'),
       pruneEvents: db.prepare(
         'DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < ? ORDER BY ts LIMIT 5000)',
+      ),
+      pruneResults: db.prepare(
+        'DELETE FROM results WHERE seq IN (SELECT seq FROM results WHERE created_at < ? ORDER BY seq LIMIT 5000)',
       ),
       pruneRejects: db.prepare(
         'DELETE FROM rejects WHERE id IN (SELECT id FROM rejects WHERE ts < ? ORDER BY ts LIMIT 5000)',
@@ -117,6 +142,7 @@ export class Store {
       // Rolled back: forget in-memory state that may describe rows that no longer exist.
       this.#series.clear();
       this.outbox.resync();
+      this.uplinkOutbox?.resync();
       throw error;
     }
   }
@@ -258,7 +284,26 @@ export class Store {
     }
     chunks(() => s.pruneEvents.run(policy.eventsBefore).changes);
     chunks(() => s.pruneRejects.run(policy.eventsBefore).changes);
+    chunks(() => s.pruneResults.run(policy.eventsBefore).changes);
     return removed;
+  }
+
+  /** What the database takes: pages in use, the file and the WAL. */
+  bytes(): DatabaseBytes {
+    return databaseBytes(this.#db);
+  }
+
+  /** Gives free pages back to the file system and empties the WAL (bounded; see maintenance.ts). */
+  maintain(options?: MaintenanceOptions): MaintenanceReport {
+    return maintain(this.#db, options);
+  }
+
+  /**
+   * Deletes the oldest rows of the table that takes the most room (a `fraction` of them, bounded), never
+   * rows still to be processed or sent; undefined when nothing is left to give. See budget.ts.
+   */
+  shrinkLargest(fraction: number): ShrinkStep | undefined {
+    return shrinkLargest(this.#db, fraction);
   }
 
   /** Checkpoints the WAL and closes; safe to call twice. */

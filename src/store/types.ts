@@ -72,7 +72,11 @@ export interface RejectRow extends NewReject {
   id: number;
 }
 
+/** What an outbox message is: it decides which messages go first when the outbox is full. */
+export type OutboxClass = 'results' | 'events' | 'windows' | 'errors';
+
 export interface OutboxMessage {
+  class: OutboxClass;
   topic: string;
   payload: string | Buffer;
   qos: 0 | 1 | 2;

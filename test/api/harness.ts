@@ -6,6 +6,7 @@ import { type ApiServer, type ApiServerOptions, StoreChanges, startApiServer } f
 import { createLogger } from '../../src/common/index.js';
 import type { NewEvent } from '../../src/store/index.js';
 import { Store } from '../../src/store/index.js';
+import { outboxLimits } from '../helpers/outbox.js';
 
 export interface ApiHarness {
   store: Store;
@@ -45,7 +46,7 @@ export async function startApi(options: HarnessOptions = {}): Promise<ApiHarness
   const dir = mkdtempSync(join(tmpdir(), 'outpost-api-'));
   const store = Store.open({
     dataDir: dir,
-    outbox: { maxMessages: 1000, maxBytes: 1_000_000, maxAgeMs: 86_400_000 },
+    outbox: outboxLimits({ maxMessages: 1000, maxBytes: 1_000_000 }),
   });
   const changes = new StoreChanges();
   let server: ApiServer;

@@ -6,6 +6,7 @@ import { systemClock } from '../../src/common/index.js';
 import type { RouteConfig } from '../../src/config/index.js';
 import { Intake, type IntakeOptions, type Rejection } from '../../src/ingest/index.js';
 import { Store } from '../../src/store/index.js';
+import { outboxLimits } from '../helpers/outbox.js';
 
 const routes: RouteConfig[] = [{ name: 'metric', filter: 'sensors/+/+', kind: 'sensor', maxBytes: 100 }];
 
@@ -14,7 +15,7 @@ describe('Intake: commit before acknowledgement', () => {
   afterEach(() => store?.close());
 
   const open = (dataDir = mkdtempSync(join(tmpdir(), 'outpost-intake-'))) => {
-    store = Store.open({ dataDir, outbox: { maxMessages: 1000, maxBytes: 1e6, maxAgeMs: 1e9 } });
+    store = Store.open({ dataDir, outbox: outboxLimits() });
     return dataDir;
   };
   const intake = (extra: Partial<IntakeOptions> = {}) => {

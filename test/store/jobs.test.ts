@@ -3,13 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/index.js';
+import { outboxLimits } from '../helpers/outbox.js';
 
 describe('JobTable', () => {
   let store: Store;
   beforeEach(() => {
     store = Store.open({
       dataDir: mkdtempSync(join(tmpdir(), 'outpost-jobs-')),
-      outbox: { maxMessages: 100, maxBytes: 1e6, maxAgeMs: 1e9 },
+      outbox: outboxLimits(),
     });
   });
   afterEach(() => store.close());
@@ -26,6 +27,23 @@ describe('JobTable', () => {
       attempts: 1,
       reason: 'resumed after a restart',
     });
+  });
+
+  it('will not start a job a newer frame superseded while the runner readied the model', () => {
+    const old = store.jobs.add({ kind: 'frame', source: 'cam', input: { input: 'a.jpg' } }, 1);
+    const picked = store.jobs.next();
+    expect(picked?.id).toBe(old);
+    // Meanwhile the pipeline commits a newer frame of the camera.
+    store.transaction(() => {
+      store.jobs.supersede('frame', 'cam', 'superseded', 2);
+      store.jobs.add({ kind: 'frame', source: 'cam', input: { input: 'b.jpg' } }, 2);
+    });
+    expect(store.jobs.isOpen(old)).toBe(false);
+    expect(store.jobs.start(old, 3)).toBe(false);
+    expect(store.jobs.get(old)).toMatchObject({ state: 'dropped', attempts: 0 });
+    const newer = store.jobs.next()!;
+    expect(store.jobs.start(newer.id, 4)).toBe(true);
+    expect(store.jobs.get(newer.id)).toMatchObject({ state: 'running', attempts: 1 });
   });
 
   it('parks queued jobs with a visible reason and wakes them', () => {

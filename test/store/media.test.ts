@@ -3,13 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/index.js';
+import { outboxLimits } from '../helpers/outbox.js';
 
 const DAY = 86_400_000;
 let store: Store | undefined;
 
 function open() {
   const dataDir = mkdtempSync(join(tmpdir(), 'outpost-media-'));
-  store = Store.open({ dataDir, outbox: { maxMessages: 100, maxBytes: 1e6, maxAgeMs: 1e9 } });
+  store = Store.open({ dataDir, outbox: outboxLimits() });
   return { store, dataDir, root: join(dataDir, 'media') };
 }
 

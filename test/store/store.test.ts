@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -7,8 +7,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type SqliteDatabase } from '../../src/store/database.js';
 import { type JournalEntry, Store, StoreOpenError } from '../../src/store/index.js';
 import { migrations } from '../../src/store/migrations.js';
+import { outboxLimits } from '../helpers/outbox.js';
 
-const limits = { maxMessages: 10_000, maxBytes: 10_000_000, maxAgeMs: 86_400_000 };
+const limits = outboxLimits();
 
 let dir: string;
 const opened: { close(): void }[] = [];
@@ -133,17 +134,15 @@ describe('opening the database', () => {
     expect(() => openStore(dataDir)).toThrow(join(dataDir, 'outpost.db'));
   });
 
-  it('names the file when it is not a database', () => {
+  it('moves a file that is not a database aside and starts a fresh one', () => {
     writeFileSync(join(dir, 'outpost.db'), Buffer.alloc(4096, 'x'));
-    let error: unknown;
-    try {
-      openStore();
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(StoreOpenError);
-    expect((error as StoreOpenError).file).toBe(join(dir, 'outpost.db'));
-    expect((error as Error).message).toContain(join(dir, 'outpost.db'));
+    const store = openStore();
+    expect(store.integrity.ok).toBe(false);
+    const report = store.integrity as Extract<typeof store.integrity, { ok: false }>;
+    expect(report.movedTo).toContain(join(dir, 'corrupt-'));
+    expect(readFileSync(join(report.movedTo, 'outpost.db'))).toEqual(Buffer.alloc(4096, 'x'));
+    expect(journal(store, 'fresh/start', 1)).toBe(1);
+    expect(store.pendingJournal(10).map((e) => e.topic)).toEqual(['fresh/start']);
   });
 });
 
@@ -370,6 +369,18 @@ describe('events', () => {
 });
 
 describe('prune', () => {
+  it('never numbers a new message below the watermark after a quiet spell emptied the journal', () => {
+    const store = openStore();
+    const ids = [1_000, 2_000, 3_000].map((t) => journal(store, `quiet/${t}`, t));
+    store.advanceJournalWatermark(ids.at(-1)!);
+    // Everything is processed and old: retention and the disk budget take all they may.
+    store.prune({ journalBefore: 1e12, readingsBefore: 0, eventsBefore: 0 });
+    while (store.shrinkLargest(1)) {}
+    const next = journal(store, 'after/quiet', 4_000);
+    expect(next).toBeGreaterThan(ids.at(-1)!);
+    expect(store.pendingJournal(10).map((e) => e.topic)).toEqual(['after/quiet']);
+  });
+
   it('removes only what retention no longer keeps, never entries past the watermark', () => {
     const store = openStore();
     const cut = 10_000;
