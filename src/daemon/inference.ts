@@ -32,7 +32,10 @@ export interface InferenceParts {
 export interface StartInferenceOptions {
   /** Told of each finished job (metrics). */
   observe?: JobRunnerOptions['observe'];
-  /** Memory readings for the governor. Default: /proc and cgroup v2 (tests drive it). */
+  /**
+   * Memory readings for the governor, and the kernel's OOM kill count for the worker supervisor (when the
+   * probe has `oomKills`). Default: /proc and cgroup v2 (tests drive it).
+   */
   memoryProbe?: MemoryProbe | undefined;
   /** RSS of the worker as the governor sees it. Default: read from /proc. */
   workerRss?: (() => number | undefined) | undefined;
@@ -80,7 +83,12 @@ export function startInference(options: StartInferenceOptions): InferenceParts {
   const { config, store, results, logger, clock } = options;
   const log = logger.child({ stage: 'inference' });
   const { variants, hint, dir } = modelVariants(config, log);
-  const supervisor = new WorkerSupervisor({ logger: log, clock });
+  const probe = options.memoryProbe ?? systemMemoryProbe();
+  const supervisor = new WorkerSupervisor({
+    logger: log,
+    clock,
+    ...(probe.oomKills && { oomKills: () => probe.oomKills?.() }),
+  });
   const engine = new InferenceEngine({
     supervisor,
     variants,
@@ -93,7 +101,7 @@ export function startInference(options: StartInferenceOptions): InferenceParts {
     clock,
     governor: (offered) =>
       new MemoryGovernor({
-        probe: options.memoryProbe ?? systemMemoryProbe(),
+        probe,
         clock,
         logger: log.child({ part: 'governor' }),
         variants: offered,
@@ -120,6 +128,7 @@ export function startInference(options: StartInferenceOptions): InferenceParts {
     task: (name, route) => taskFor(config, name, route),
     maxTokens: config.model.maxTokens,
     jobTimeoutMs: config.inference.jobTimeout * 1000,
+    taskTimeoutsMs: taskTimeoutsMs(config),
     maxAttempts: config.inference.maxAttempts,
     retryModelMs: config.inference.modelRetry * 1000,
     clock,
@@ -170,6 +179,14 @@ export function startInference(options: StartInferenceOptions): InferenceParts {
       await engine.stop();
     },
   };
+}
+
+/** inference.taskTimeouts in ms, the tasks without their own limit left out (they take jobTimeout). */
+function taskTimeoutsMs(config: Config): Partial<Record<TaskName, number>> {
+  const limits: Partial<Record<TaskName, number>> = {};
+  for (const [task, seconds] of Object.entries(config.inference.taskTimeouts) as [TaskName, number?][])
+    if (seconds !== undefined) limits[task] = seconds * 1000;
+  return limits;
 }
 
 /** A task with the route's prompt and schema overrides applied. */

@@ -65,7 +65,7 @@ export class InferenceEngine {
   constructor(options: InferenceEngineOptions) {
     this.#o = options;
     this.#governor = options.governor(() => this.#variantOptions());
-    // The worker died: whatever it held is gone; a kill from outside is taken for the OOM killer.
+    // The worker died: whatever it held is gone; after an OOM kill the governor steps down.
     options.supervisor.on('exit', (exit) => {
       const current = this.#current;
       this.#current = undefined;
@@ -220,11 +220,7 @@ export class InferenceEngine {
       capabilities: c?.info.capabilities ?? null,
       projector: c?.variant.mmproj ?? null,
       projectorError: c?.info.projectorError ?? null,
-      worker: {
-        pid: this.#o.supervisor.pid ?? null,
-        alive: this.#o.supervisor.alive,
-        crashes: this.#o.supervisor.crashes,
-      },
+      worker: workerStatus(this.#o.supervisor),
       variants: this.#o.variants.map((v) => ({
         id: v.id,
         path: v.path,
@@ -336,6 +332,33 @@ export class InferenceEngine {
         };
       });
   }
+}
+
+/** The worker's side of status(): what runs, and how often it crashed, timed out or was killed. */
+function workerStatus(supervisor: WorkerSupervisor): Record<string, unknown> {
+  const last = supervisor.lastExit;
+  return {
+    pid: supervisor.pid ?? null,
+    alive: supervisor.alive,
+    // exits not asked for and not caused by the daemon (native crash, outside kill, OOM killer)
+    crashes: supervisor.crashes,
+    // of those, taken for the kernel's OOM killer (the governor stepped down)
+    oomKills: supervisor.oomKills,
+    // requests (generations) that outlived their time limit
+    timeouts: supervisor.timeouts,
+    // workers killed because they did not answer the abort of a timed-out request
+    hungKills: supervisor.hungKills,
+    lastExit: last
+      ? {
+          at: new Date(last.at).toISOString(),
+          code: last.code,
+          signal: last.signal,
+          oomLikely: last.oomLikely,
+          hung: last.hung,
+          expected: last.expected,
+        }
+      : null,
+  };
 }
 
 /**

@@ -78,6 +78,27 @@ export class ModelFileError extends OutpostError {
   }
 }
 
+/** A job's generation outlived its task's time limit (inference.taskTimeouts.<task>, else inference.jobTimeout). */
+export class TaskTimeoutError extends OutpostError {
+  override readonly name = 'TaskTimeoutError';
+  readonly code = 'OUTPOST_TASK_TIMEOUT';
+  constructor(
+    /** the job's task (explain, digest, frame, audio, ask) */
+    readonly task: string,
+    readonly timeoutMs: number,
+    /** the setting that gave the limit, e.g. inference.taskTimeouts.frame */
+    readonly setting: string,
+    /** the worker did not answer the abort and was killed (and restarted) */
+    readonly workerKilled: boolean,
+  ) {
+    super(
+      `the ${task} task did not finish within ${timeoutMs / 1000} s (${setting})${
+        workerKilled ? '; the inference worker did not answer the abort and was killed' : ''
+      }`,
+    );
+  }
+}
+
 /** An error's message for a failure detail, prefixed with its system code (`ENOSPC: ...`) when it has one. */
 export function describeError(error: unknown): string {
   if (error instanceof Error) {

@@ -12,12 +12,14 @@ export {
   ModelPullError,
   type ModelPullErrorCode,
   type ModelPullFailure,
+  TaskTimeoutError,
 } from './errors.js';
 export { MemoryGovernor, type MemoryGovernorOptions } from './governor/governor.js';
 export {
   type MemoryProbe,
   type MemorySample,
   processRss,
+  readOomKills,
   systemMemoryProbe,
 } from './governor/memoryProbe.js';
 export type { Decision, PlannerOptions, VariantOption } from './governor/planner.js';

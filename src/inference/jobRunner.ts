@@ -3,8 +3,10 @@ import { Ajv, type ValidateFunction } from 'ajv';
 import type { Clock, Logger, Timer } from '../common/index.js';
 import type { DeviceSeriesSummary, EventRow, JobRow, JobTable } from '../store/index.js';
 import type { Generation, InferenceEngine } from './engine.js';
+import { TaskTimeoutError } from './errors.js';
 import type { JsonSchema, MediaInput } from './runtime.js';
 import { askSchema, renderPrompt, type TaskDefinition, type TaskName, validationSchema } from './tasks.js';
+import { WorkerCrashedError, WorkerTimeoutError } from './worker/errors.js';
 
 /** The stored data a job's prompt is built from. */
 export interface JobContextSource {
@@ -47,8 +49,13 @@ export interface JobRunnerOptions {
   /** The task of a job, with its route's prompt/schema overrides applied. */
   task: (name: TaskName, route: string | null) => TaskDefinition;
   maxTokens: number;
-  /** ms */
+  /** Longest a job's generation may take, ms, unless its task has its own limit. */
   jobTimeoutMs: number;
+  /**
+   * Per task (job kind), the longest its generation may take, ms; a task absent here takes jobTimeoutMs.
+   * A frame or a clip costs far more than a sentence about a sensor. Default: none.
+   */
+  taskTimeoutsMs?: Readonly<Partial<Record<TaskName, number>>>;
   /** a job failing (or killing the worker) this many times is failed */
   maxAttempts: number;
   /** how often to look again for a model while none is resident, ms. Default 10000. */
@@ -63,6 +70,10 @@ export interface JobRunnerStats {
   done: number;
   failed: number;
   retried: number;
+  /** attempts whose generation outlived its task's time limit */
+  timedOut: number;
+  /** attempts ended by the inference worker exiting (crash, outside kill, OOM killer) */
+  workerExits: number;
   /** the job running now */
   running: string | null;
 }
@@ -71,13 +82,23 @@ export interface JobRunnerStats {
  * Runs queued jobs one at a time through the resident model: the governor decides between jobs, a job
  * that finds no model waits in `waiting-model` (visible in status and the API), a job whose media the
  * resident model cannot take waits in `waiting-capability` until one that can is resident, a crashed or
- * timed-out generation is retried, a job failing `maxAttempts` times is failed with its reason.
+ * timed-out generation (each task has its own time limit) is retried, a job failing `maxAttempts` times
+ * is failed with its reason (which says when the worker died running it).
  */
 export class JobRunner {
   readonly #o: JobRunnerOptions;
   readonly #validators = new Map<string, ValidateFunction>();
   readonly #ajv = new Ajv({ allErrors: true, strict: false });
-  readonly #stats: JobRunnerStats = { done: 0, failed: 0, retried: 0, running: null };
+  readonly #stats: JobRunnerStats = {
+    done: 0,
+    failed: 0,
+    retried: 0,
+    timedOut: 0,
+    workerExits: 0,
+    running: null,
+  };
+  /** per job still open: how many of its attempts ended with the worker's exit (for the failure reason) */
+  readonly #workerExits = new Map<string, number>();
   #wake: (() => void) | undefined;
   #stopped = false;
   #loop: Promise<void> | undefined;
@@ -130,6 +151,8 @@ export class JobRunner {
         continue;
       }
       this.#wakeCapable(jobs.kindsWaitingCapability());
+      // Readying the model takes seconds: a newer frame may have superseded this job meanwhile.
+      if (!jobs.isOpen(job.id)) continue;
       const task = this.#o.task(job.kind as TaskName, job.route);
       const missing = task.media && !engine.capabilities[task.media];
       if (missing) {
@@ -177,7 +200,10 @@ export class JobRunner {
   async #runJob(job: JobRow, task: TaskDefinition) {
     const { jobs, engine, clock, logger, results } = this.#o;
     const started = clock.monotonic();
-    jobs.start(job.id, clock.now());
+    if (!jobs.start(job.id, clock.now())) {
+      logger.debug({ job: job.id, kind: job.kind }, 'job superseded or dropped while the model was readied');
+      return;
+    }
     this.#stats.running = job.id;
     const controller = new AbortController();
     this.#current = controller;
@@ -191,7 +217,7 @@ export class JobRunner {
           maxTokens: this.#o.maxTokens,
           media,
         },
-        { signal: controller.signal, timeoutMs: this.#o.jobTimeoutMs },
+        { signal: controller.signal, timeoutMs: this.#timeoutFor(job.kind).ms },
       );
       if (generation.result.stopReason === 'maxTokens') {
         throw new Error(
@@ -208,6 +234,7 @@ export class JobRunner {
         latencyMs: clock.monotonic() - started,
       });
       this.#stats.done += 1;
+      this.#workerExits.delete(job.id);
       this.#o.observe?.({
         kind: job.kind,
         seconds: (clock.monotonic() - started) / 1000,
@@ -224,12 +251,23 @@ export class JobRunner {
         },
         'job done',
       );
-    } catch (error) {
-      const reason = (error as Error).message;
+    } catch (caught) {
+      const error = this.#explain(job, caught);
+      const reason = error.message;
+      const attempts = job.attempts + 1;
       if (this.#stopped) {
         jobs.set(job.id, 'queued', 'interrupted by a stop', clock.now());
-      } else if (job.attempts + 1 >= this.#o.maxAttempts) {
-        jobs.set(job.id, 'failed', `failed ${job.attempts + 1} times; last: ${reason}`, clock.now());
+      } else if (attempts >= this.#o.maxAttempts) {
+        const exits = this.#workerExits.get(job.id) ?? 0;
+        this.#workerExits.delete(job.id);
+        // A job that keeps taking the worker down says so: it is the job, not the model, that is bad.
+        const died =
+          exits === 0
+            ? ''
+            : exits === attempts
+              ? ' (the inference worker died during every attempt)'
+              : ` (the inference worker died during ${exits} of them)`;
+        jobs.set(job.id, 'failed', `failed ${attempts} times${died}; last: ${reason}`, clock.now());
         results.discardJobMedia(job);
         this.#stats.failed += 1;
         logger.error({ job: job.id, kind: job.kind, reason }, 'job failed');
@@ -242,6 +280,32 @@ export class JobRunner {
       this.#current = undefined;
       this.#stats.running = null;
     }
+  }
+
+  /** The task's time limit, and the setting that gave it (named in a timeout's reason). */
+  #timeoutFor(kind: string): { ms: number; setting: string } {
+    const own = this.#o.taskTimeoutsMs?.[kind as TaskName];
+    return own === undefined
+      ? { ms: this.#o.jobTimeoutMs, setting: 'inference.jobTimeout' }
+      : { ms: own, setting: `inference.taskTimeouts.${kind}` };
+  }
+
+  /** Counts a timeout or a worker exit, and words a timeout after the job's task and its setting. */
+  #explain(job: JobRow, caught: unknown): Error {
+    const error = caught instanceof Error ? caught : new Error(String(caught));
+    if (this.#stopped) return error;
+    if (error instanceof WorkerTimeoutError) {
+      this.#stats.timedOut += 1;
+      const { setting } = this.#timeoutFor(job.kind);
+      return new TaskTimeoutError(job.kind, error.timeoutMs, setting, error.workerKilled);
+    }
+    if (error instanceof WorkerCrashedError) {
+      this.#stats.workerExits += 1;
+      this.#workerExits.set(job.id, (this.#workerExits.get(job.id) ?? 0) + 1);
+      // Jobs dropped while queued never come back to clear theirs: keep the newest only.
+      if (this.#workerExits.size > 1000) this.#workerExits.delete(this.#workerExits.keys().next().value!);
+    }
+    return error;
   }
 
   #input(job: JobRow): {

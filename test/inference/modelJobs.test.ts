@@ -17,29 +17,14 @@ import {
   startGateway,
   type TestGateway,
 } from '../helpers/gateway.js';
+import { modelEnv, writeTinyModels } from '../helpers/models.js';
 import { waitFor } from '../helpers/wait.js';
 
 const MB = 1024 * 1024;
 let models: { small: string; large: string };
 
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'outpost-models-'));
-  models = {
-    small: (await writeTinyGemma3n(join(dir, 'tiny-small.gguf'), { size: 'small' })).path,
-    large: (await writeTinyGemma3n(join(dir, 'tiny-large.gguf'), { size: 'large' })).path,
-  };
-});
-
-/** Settings for fast model jobs: small context, short cooldowns, quick retries. */
-const modelEnv = (env: Record<string, string> = {}) => ({
-  OUTPOST_MODEL_CONTEXT_SIZES: '[256]',
-  OUTPOST_MODEL_THREADS: '1',
-  OUTPOST_MODEL_RESERVE: '0',
-  OUTPOST_MODEL_UP_HOLD: '0.3',
-  OUTPOST_INFERENCE_MODEL_RETRY: '0.2',
-  OUTPOST_INFERENCE_DIGEST_INTERVAL: '0',
-  OUTPOST_SENSORS_ANOMALY_COOLDOWN: '0.001',
-  ...env,
+  models = await writeTinyModels('outpost-models-');
 });
 
 /** 25 normal readings of a device, then one far outside: one anomaly event, one explain job. */

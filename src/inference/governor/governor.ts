@@ -167,16 +167,16 @@ export class MemoryGovernor {
     );
   }
 
-  /**
-   * The worker was OOM-killed holding `id` at `contextSize`: nothing is loaded any more, and that
-   * configuration (and anything as large) is avoided for killedCooldownMs, so the next decide() steps down.
-   */
   /** The model is gone for another reason than memory (worker crash, explicit unload): nothing is resident. */
   recordUnloaded(): void {
     this.#state.current = undefined;
     this.#state.upSince = undefined;
   }
 
+  /**
+   * The worker was OOM-killed holding `id` at `contextSize`: nothing is loaded any more, and that
+   * configuration (and anything as large) is avoided for killedCooldownMs, so the next decide() steps down.
+   */
   recordKilled(id: string, contextSize: number): void {
     this.#state.killed.push({ id, contextSize, at: this.#clock.monotonic() });
     this.#state.current = undefined;

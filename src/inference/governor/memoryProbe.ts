@@ -22,6 +22,12 @@ export interface MemorySample {
 /** Reads the memory state on demand (synchronously: a handful of small pseudo-files). */
 export interface MemoryProbe {
   sample(): MemorySample;
+  /**
+   * The kernel's count of OOM kills since boot (`oom_kill` of /proc/vmstat, Linux 4.13+); undefined where
+   * it is not counted. The worker supervisor reads it to tell the OOM killer's SIGKILL from any other.
+   * Optional: a probe without it leaves the supervisor reading /proc/vmstat itself.
+   */
+  oomKills?(): number | undefined;
 }
 
 export interface SystemMemoryProbeOptions {
@@ -118,7 +124,14 @@ export function systemMemoryProbe(options: SystemMemoryProbeOptions = {}): Memor
       if (pressure !== undefined) sample.pressureSome10 = pressure;
       return sample;
     },
+    oomKills: () => readOomKills(procRoot),
   };
+}
+
+/** The kernel's count of OOM kills since boot (Linux 4.13+), undefined where /proc/vmstat lacks it. */
+export function readOomKills(procRoot = '/proc'): number | undefined {
+  const match = /^oom_kill (\d+)$/m.exec(readText(posix.join(procRoot, 'vmstat')) ?? '');
+  return match ? Number(match[1]) : undefined;
 }
 
 /** Resident set size (`VmRSS` of /proc/<pid>/status) of a process, bytes; undefined when it cannot be read. */

@@ -7,8 +7,14 @@ export class WorkerCrashedError extends OutpostError {
   constructor(
     readonly exitCode: number | null,
     readonly signal: NodeJS.Signals | null,
+    /** the kernel's OOM killer took it (see WorkerExit.oomLikely) */
+    readonly oomLikely = false,
   ) {
-    super(`the inference worker exited (${signal ? `signal ${signal}` : `code ${exitCode}`})`);
+    super(
+      `the inference worker exited (${signal ? `signal ${signal}` : `code ${exitCode}`}${
+        oomLikely ? ', likely killed by the kernel for memory' : ''
+      })`,
+    );
   }
 }
 
@@ -19,8 +25,14 @@ export class WorkerTimeoutError extends OutpostError {
   constructor(
     readonly request: string,
     readonly timeoutMs: number,
+    /** it did not answer the abort either and was killed */
+    readonly workerKilled = false,
   ) {
-    super(`the inference worker did not finish ${request} within ${timeoutMs} ms`);
+    super(
+      `the inference worker did not finish ${request} within ${timeoutMs} ms${
+        workerKilled ? '; it did not answer the abort and was killed' : ''
+      }`,
+    );
   }
 }
 

@@ -1,8 +1,8 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Clock, Logger, Timer } from '../../common/index.js';
+import { readOomKills } from '../governor/memoryProbe.js';
 import { WorkerCrashedError, WorkerFailedError, WorkerTimeoutError } from './errors.js';
 import type { ReplyOf, WorkerReply, WorkerRequest } from './protocol.js';
 
@@ -17,6 +17,12 @@ export interface WorkerSupervisorOptions {
   stableMs?: number;
   /** Grace after an abort before a hung worker is killed, ms. Default 2000. */
   abortGraceMs?: number;
+  /**
+   * The kernel's count of OOM kills since boot, read at fork and at exit: a SIGKILL while it moved is taken
+   * for the OOM killer. Undefined where the kernel does not count them (then any SIGKILL from outside is).
+   * Default: `oom_kill` of /proc/vmstat. Tests inject a counter, since a real OOM kill cannot be caused there.
+   */
+  oomKills?: () => number | undefined;
 }
 
 /** How a worker ended. */
@@ -27,6 +33,8 @@ export interface WorkerExit {
   oomLikely: boolean;
   /** we asked it to stop */
   expected: boolean;
+  /** we killed it: it did not answer the abort of a timed-out (or cancelled) request */
+  hung: boolean;
 }
 
 export interface SupervisorEvents {
@@ -35,18 +43,13 @@ export interface SupervisorEvents {
   exit: [exit: WorkerExit];
 }
 
-type Pending = { resolve: (reply: WorkerReply) => void; reject: (error: Error) => void };
+type Pending = {
+  resolve: (reply: WorkerReply) => void;
+  reject: (error: Error) => void;
+  /** set when we kill the worker for this request: what it is rejected with once the worker is gone */
+  killedFor?: Error;
+};
 type RequestBody<T extends WorkerRequest['type']> = Omit<Extract<WorkerRequest, { type: T }>, 'id'>;
-
-/** The kernel's count of OOM kills since boot (Linux 4.13+), undefined where /proc/vmstat lacks it. */
-function oomKills(): number | undefined {
-  try {
-    const match = /^oom_kill (\d+)$/m.exec(readFileSync('/proc/vmstat', 'utf8'));
-    return match ? Number(match[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Longest worker output line logged, chars; stderr lines kept for a crash report. */
 const MAX_LINE = 500;
@@ -60,7 +63,8 @@ const tsxLoader = new URL('../../../node_modules/tsx/dist/loader.mjs', here).hre
 /**
  * Keeps one inference worker process alive: forks it, correlates requests and replies, restarts it with
  * backoff after a crash (pending requests fail with WorkerCrashedError), kills it when a request outlives
- * its timeout and the abort did not help.
+ * its timeout and the abort did not help (that request fails with WorkerTimeoutError once the worker is
+ * gone, so the next request never reaches the dying process).
  */
 export class WorkerSupervisor extends EventEmitter<SupervisorEvents> {
   #child: ChildProcess | undefined;
@@ -73,12 +77,24 @@ export class WorkerSupervisor extends EventEmitter<SupervisorEvents> {
   #oomKillsAtFork: number | undefined;
   #stopping = false;
   #lastStderr: string[] = [];
-  /** crashes since start */
+  /** the worker we killed because it did not answer an abort */
+  #killedHung: ChildProcess | undefined;
+  readonly #oomKills: () => number | undefined;
+  /** exits we did not ask for and did not cause (crashes, outside kills, the OOM killer), since start */
   crashes = 0;
+  /** of those, the ones taken for the OOM killer */
+  oomKills = 0;
+  /** requests that outlived their timeout */
+  timeouts = 0;
+  /** workers killed because they did not answer the abort of a timed-out or cancelled request */
+  hungKills = 0;
+  /** how the last worker ended, with when (epoch ms) */
+  lastExit: (WorkerExit & { at: number }) | undefined;
 
   constructor(private readonly options: WorkerSupervisorOptions) {
     super();
     this.#restartDelay = options.minRestartMs ?? 500;
+    this.#oomKills = options.oomKills ?? (() => readOomKills());
   }
 
   get pid(): number | undefined {
@@ -96,36 +112,53 @@ export class WorkerSupervisor extends EventEmitter<SupervisorEvents> {
     return this.#ready;
   }
 
-  /** Sends a request and resolves with its reply; `timeoutMs` aborts it, then kills a worker that hangs. */
+  /**
+   * Sends a request and resolves with its reply. `timeoutMs` (or `signal`) aborts it; a worker that does
+   * not answer the abort within abortGraceMs (stopped, stuck in native code) is killed, and the request
+   * fails with the timeout (or the signal's reason) once it has exited.
+   */
   async request<T extends keyof ReplyOf>(
     body: RequestBody<T> & { type: T },
     options: { signal?: AbortSignal; timeoutMs?: number } = {},
   ): Promise<ReplyOf[T]> {
     await this.start();
-    const child = this.#child!;
+    const child = this.#child;
+    // It died between ready and now: the caller retries as after any crash.
+    if (!child) throw new WorkerCrashedError(this.lastExit?.code ?? null, this.lastExit?.signal ?? null);
     const id = this.#nextId++;
     const { clock, logger } = this.options;
+    const grace = this.options.abortGraceMs ?? 2000;
     return new Promise<ReplyOf[T]>((resolve, reject) => {
       let killTimer: Timer | undefined;
       const abort = (why: Error) => {
-        if (!this.#pending.has(id)) return;
-        child.send({ type: 'abort', id: this.#nextId++, target: id } satisfies WorkerRequest);
-        // A worker that does not answer an abort (stopped, stuck in native code) is killed.
+        const pending = this.#pending.get(id);
+        if (!pending || killTimer) return;
+        child.send({ type: 'abort', id: this.#nextId++, target: id } satisfies WorkerRequest, () => {});
         killTimer = clock.setTimeout(() => {
           if (!this.#pending.has(id)) return;
           logger.warn({ pid: child.pid, request: body.type }, 'worker did not answer an abort; killing it');
-          this.#pending.get(id)?.reject(why);
-          this.#pending.delete(id);
+          this.hungKills += 1;
+          this.#killedHung = child;
+          pending.killedFor =
+            why instanceof WorkerTimeoutError
+              ? new WorkerTimeoutError(why.request, why.timeoutMs, true)
+              : why;
           child.kill('SIGKILL');
-        }, this.options.abortGraceMs ?? 2000);
+          // A process that outlives SIGKILL (uninterruptible I/O) must not hold the caller forever.
+          killTimer = clock.setTimeout(() => {
+            if (!this.#pending.has(id)) return;
+            this.#pending.delete(id);
+            pending.reject(pending.killedFor ?? why);
+          }, grace);
+        }, grace);
       };
       const timeout =
         options.timeoutMs === undefined
           ? undefined
-          : clock.setTimeout(
-              () => abort(new WorkerTimeoutError(body.type, options.timeoutMs!)),
-              options.timeoutMs,
-            );
+          : clock.setTimeout(() => {
+              this.timeouts += 1;
+              abort(new WorkerTimeoutError(body.type, options.timeoutMs!));
+            }, options.timeoutMs);
       const onAbort = () =>
         abort(options.signal?.reason instanceof Error ? options.signal.reason : new Error('aborted'));
       options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -150,7 +183,8 @@ export class WorkerSupervisor extends EventEmitter<SupervisorEvents> {
           reject(error);
         },
       });
-      child.send({ ...body, id } as WorkerRequest);
+      // The channel closed under us: the exit that follows fails this request.
+      child.send({ ...body, id } as WorkerRequest, () => {});
     });
   }
 
@@ -184,10 +218,12 @@ export class WorkerSupervisor extends EventEmitter<SupervisorEvents> {
     });
     this.#child = child;
     this.#lastStderr = [];
+    // An IPC error (a send racing the worker's death) is followed by its exit, which is what counts.
+    child.on('error', (error) => logger.debug({ err: error.message }, 'inference worker channel error'));
     this.#forward(child, 'stdout');
     this.#forward(child, 'stderr');
     this.#startedAt = this.options.clock.monotonic();
-    this.#oomKillsAtFork = oomKills();
+    this.#oomKillsAtFork = this.#oomKills();
     const ready = new Promise<void>((resolve, reject) => {
       const onMessage = (reply: WorkerReply) => {
         if (reply.type === 'ready') {
@@ -231,19 +267,25 @@ export class WorkerSupervisor extends EventEmitter<SupervisorEvents> {
   #onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null) {
     if (this.#child !== child) return;
     const expected = this.#stopping;
-    const kills = oomKills();
+    const hung = this.#killedHung === child;
+    this.#killedHung = undefined;
+    const kills = this.#oomKills();
     const oomLikely =
       signal === 'SIGKILL' &&
       !expected &&
+      !hung &&
       (kills === undefined || this.#oomKillsAtFork === undefined || kills > this.#oomKillsAtFork);
-    const exit: WorkerExit = { code, signal, oomLikely, expected };
+    const exit: WorkerExit = { code, signal, oomLikely, expected, hung };
+    this.lastExit = { ...exit, at: this.options.clock.now() };
     this.#child = undefined;
     this.#ready = undefined;
-    for (const pending of this.#pending.values()) pending.reject(new WorkerCrashedError(code, signal));
+    for (const pending of this.#pending.values())
+      pending.reject(pending.killedFor ?? new WorkerCrashedError(code, signal, oomLikely));
     this.#pending.clear();
     this.emit('exit', exit);
     if (expected) return;
-    this.crashes += 1;
+    if (!hung) this.crashes += 1;
+    if (oomLikely) this.oomKills += 1;
     const { clock, logger } = this.options;
     if (clock.monotonic() - this.#startedAt > (this.options.stableMs ?? 60_000)) {
       this.#restartDelay = this.options.minRestartMs ?? 500;
@@ -252,7 +294,7 @@ export class WorkerSupervisor extends EventEmitter<SupervisorEvents> {
     this.#restartDelay = Math.min(delay * 2, this.options.maxRestartMs ?? 30_000);
     // What the native code said last is often the only trace of why it died (a GGML_ASSERT, a segfault).
     logger.warn(
-      { code, signal, restartInMs: delay, lastStderr: this.#lastStderr },
+      { code, signal, oomLikely, hung, restartInMs: delay, lastStderr: this.#lastStderr },
       'inference worker exited; restarting',
     );
     this.#restartTimer = clock.setTimeout(() => {

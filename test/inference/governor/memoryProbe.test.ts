@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { processRss, systemMemoryProbe } from '../../../src/inference/governor/memoryProbe.js';
+import { processRss, readOomKills, systemMemoryProbe } from '../../../src/inference/governor/memoryProbe.js';
 
 /** A fake tree: `files` maps relative paths to contents. */
 function tree(files: Record<string, string>): string {
@@ -107,5 +107,15 @@ describe('processRss', () => {
     const rss = processRss(process.pid);
     expect(rss).toBeGreaterThan(1024 * 1024);
     expect(rss).toBeLessThan(totalmem());
+  });
+});
+
+describe('readOomKills', () => {
+  it("reads the kernel's OOM kill count from vmstat, undefined where it is not counted", () => {
+    const proc = tree({ vmstat: 'pgfault 9000\noom_kill 3\nthp_fault_alloc 0\n' });
+    expect(readOomKills(proc)).toBe(3);
+    expect(systemMemoryProbe({ procRoot: proc }).oomKills?.()).toBe(3);
+    expect(readOomKills(tree({ vmstat: 'pgfault 9000\n' }))).toBeUndefined();
+    expect(readOomKills(tree({}))).toBeUndefined();
   });
 });
