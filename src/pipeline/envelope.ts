@@ -32,6 +32,10 @@ const BASE64_BODY = /^[A-Za-z0-9+/]*={0,2}$/;
 /** A `data:` URL prefix before the base64 is accepted (browsers and some cameras send one). */
 const DATA_URL_PREFIX = /^data:[a-z0-9./+-]*(;[a-z0-9=.-]+)*;base64,/i;
 
+// fatal: JSON text is UTF-8 (RFC 8259); a lenient decode would turn bad bytes into U+FFFD and let them into
+// a prompt or an unknown key unnoticed, where the sensor route rejects the same payload.
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 const problem = (code: EnvelopeProblem['code'], reason: string): EnvelopeProblem => ({ code, reason });
 
 /**
@@ -47,9 +51,15 @@ export function parseMediaEnvelope(
   if (payload.length > maxJson) {
     return problem('too-large', `JSON payload is ${payload.length} bytes, over the ${maxJson} byte limit`);
   }
+  let json: string;
+  try {
+    json = utf8.decode(payload);
+  } catch {
+    return problem('bad-json', 'JSON payload is not valid UTF-8');
+  }
   let doc: unknown;
   try {
-    doc = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'));
+    doc = JSON.parse(json);
   } catch {
     return problem('bad-json', 'payload starts like JSON but does not parse');
   }

@@ -87,11 +87,11 @@ function startsWith(bytes: Uint8Array, sig: readonly number[], at = 0): boolean 
 }
 
 function ascii(bytes: Uint8Array, at: number, length: number): string {
-  return Buffer.from(
-    bytes.buffer,
-    bytes.byteOffset + at,
-    Math.max(0, Math.min(length, bytes.length - at)),
-  ).toString('latin1');
+  const n = Math.min(length, bytes.length - at);
+  // Past the end: an MQTT payload is often a view at the end of a larger socket buffer, and an offset
+  // beyond that buffer would throw (a 3-byte "GIF" frame used to fail as frame-failed, not not-image).
+  if (n <= 0) return '';
+  return Buffer.from(bytes.buffer, bytes.byteOffset + at, n).toString('latin1');
 }
 
 /** Sniffed container: an accepted format, a known but unsupported one (by name), or unknown. */

@@ -135,6 +135,19 @@ describe('decodeFramePayload: hostile payloads', () => {
     expect(reason).not.toContain(noise.subarray(0, 8).toString('hex'));
   });
 
+  it('sniffs a short payload at the very end of a larger buffer, as MQTT hands payloads over', async () => {
+    // Found by test/daemon/malformed.test.ts: reading a magic number past the payload's end used an offset
+    // past the socket buffer and threw, so the daemon rejected it as frame-failed.
+    const tail = (bytes: string) => {
+      const socket = Buffer.alloc(64);
+      socket.write(bytes, 64 - bytes.length, 'latin1');
+      return socket.subarray(64 - bytes.length);
+    };
+    for (const bytes of ['G', 'RIFF', 'GIF8', '\xff\xd8', 'BM\x00\x00\x00']) {
+      expectReject(await decodeFramePayload(tail(bytes), LIMITS), 'not-image');
+    }
+  });
+
   it('rejects a GIF as unsupported', async () => {
     const gif = await solid(32, 32).gif().toBuffer();
     expect(expectReject(await decodeFramePayload(gif, LIMITS), 'unsupported-format')).toMatch(/GIF/);
