@@ -8,6 +8,15 @@ import { Counter, Gauge, type Labels, type MetricsRegistry, renderMetrics } from
 type Count = number | null | undefined;
 type Counts = Readonly<Record<string, Count>>;
 
+/** One topic class of an outbox in /api/status. */
+interface OutboxClassSnapshot {
+  messages?: Count;
+  bytes?: Count;
+  /** ISO 8601 or epoch ms; null when none waits */
+  oldestAt?: string | number | null;
+  dropped?: Count;
+}
+
 /** The parts of the daemon's /api/status object the metrics read; every part may be missing. */
 export interface GatewayStatusSnapshot {
   gatewayId?: string;
@@ -36,8 +45,26 @@ export interface GatewayStatusSnapshot {
       inflight?: Count;
       published?: Count;
       dropped?: Count;
+      classes?: Readonly<Record<string, OutboxClassSnapshot | undefined>>;
     };
   };
+  uplink?: {
+    connected?: boolean;
+    reconnects?: Count;
+    outbox?: {
+      inflight?: Count;
+      published?: Count;
+      classes?: Readonly<Record<string, OutboxClassSnapshot | undefined>>;
+    };
+  } | null;
+  disk?: {
+    freeBytes?: Count;
+    low?: boolean;
+    emergencyPrunes?: Count;
+    budgetPrunes?: Count;
+    database?: { usedBytes?: Count; fileBytes?: Count; walBytes?: Count };
+  };
+  process?: { eventLoopDelayMs?: { p50?: Count; p99?: Count; max?: Count }; resources?: Counts };
   memory?: { rssBytes?: Count; heapUsedBytes?: Count };
   media?: { files?: Count; bytes?: Count; maxBytes?: Count };
   frames?: {
@@ -78,6 +105,12 @@ type Pick = (s: GatewayStatusSnapshot) => unknown;
 
 /** Unlabelled counters read from one snapshot field each: name, help, field. */
 const COUNTERS: readonly (readonly [string, string, Pick])[] = [
+  [
+    'outpost_disk_emergency_prunes_total',
+    'Emergency prunes for low free space.',
+    (s) => s.disk?.emergencyPrunes,
+  ],
+  ['outpost_database_budget_prunes_total', 'Prunes for store.maxDatabaseBytes.', (s) => s.disk?.budgetPrunes],
   ['outpost_broker_reconnects_total', 'MQTT reconnections since start.', (s) => s.broker?.reconnects],
   [
     'outpost_ingest_duplicates_total',
@@ -117,6 +150,11 @@ const COUNTERS: readonly (readonly [string, string, Pick])[] = [
 
 /** Unlabelled gauges read from one snapshot field each: name, help, field. */
 const GAUGES: readonly (readonly [string, string, Pick])[] = [
+  ['outpost_disk_free_bytes', 'Free space on the data volume, bytes.', (s) => s.disk?.freeBytes],
+  ['outpost_disk_low', '1 while free space stays below store.minFreeBytes.', (s) => s.disk?.low],
+  ['outpost_database_used_bytes', 'Database pages in use, bytes.', (s) => s.disk?.database?.usedBytes],
+  ['outpost_database_file_bytes', 'Database file on disk, bytes.', (s) => s.disk?.database?.fileBytes],
+  ['outpost_database_wal_bytes', 'Database WAL file, bytes.', (s) => s.disk?.database?.walBytes],
   [
     'outpost_start_time_seconds',
     'Daemon start, Unix time, seconds.',
@@ -295,6 +333,81 @@ export function renderGatewayMetrics(
       'outpost_outbox_oldest_age_seconds',
       help,
       at === null ? 0 : Math.max(0, (now - at) / 1000),
+    );
+  }
+
+  const outboxes: [string, Readonly<Record<string, OutboxClassSnapshot | undefined>> | undefined][] = [
+    ['local', status.queues?.outbox?.classes],
+    ['uplink', status.uplink?.outbox?.classes],
+  ];
+  for (const [target, classes] of outboxes) {
+    for (const [name, c] of entries(classes)) {
+      const labels = { target, class: name };
+      f.put(
+        'gauge',
+        'outpost_outbox_class_messages',
+        'Messages waiting, by outbox and topic class.',
+        c?.messages,
+        labels,
+      );
+      f.put(
+        'gauge',
+        'outpost_outbox_class_bytes',
+        'Payload bytes waiting, by outbox and topic class.',
+        c?.bytes,
+        labels,
+      );
+      const at = typeof c?.oldestAt === 'string' ? Date.parse(c.oldestAt) : c?.oldestAt;
+      f.put(
+        'gauge',
+        'outpost_outbox_class_oldest_age_seconds',
+        'Age of the oldest waiting message, by outbox and topic class, seconds; 0 when none waits.',
+        at === undefined ? undefined : at === null ? 0 : Math.max(0, (now - at) / 1000),
+        labels,
+      );
+      const help = 'Messages dropped unsent for the outbox limits or age, by outbox and topic class.';
+      f.put('counter', 'outpost_outbox_class_dropped_total', help, c?.dropped, labels);
+    }
+  }
+  if (status.uplink) {
+    const u = status.uplink;
+    f.put('gauge', 'outpost_uplink_connected', '1 while the fleet uplink is connected.', u.connected);
+    f.put('counter', 'outpost_uplink_reconnects_total', 'Reconnects of the fleet uplink.', u.reconnects);
+    f.put(
+      'counter',
+      'outpost_uplink_published_total',
+      'Messages the upstream broker acknowledged.',
+      u.outbox?.published,
+    );
+    f.put(
+      'gauge',
+      'outpost_uplink_inflight',
+      'Uplink messages published, not yet acknowledged.',
+      u.outbox?.inflight,
+    );
+  }
+  const delay = status.process?.eventLoopDelayMs;
+  for (const [quantile, value] of [
+    ['0.5', delay?.p50],
+    ['0.99', delay?.p99],
+    ['1', delay?.max],
+  ] as const) {
+    const help = 'Event-loop delay over the last 10 s window, seconds, by quantile (1: the maximum).';
+    f.put(
+      'gauge',
+      'outpost_event_loop_delay_seconds',
+      help,
+      finite(value) === undefined ? undefined : value! / 1000,
+      { quantile },
+    );
+  }
+  for (const [type, n] of entries(status.process?.resources)) {
+    f.put(
+      'gauge',
+      'outpost_process_resources',
+      'Handles and requests keeping the event loop alive, by type.',
+      n,
+      { type },
     );
   }
 

@@ -1,17 +1,12 @@
 import { z } from 'zod';
+import { outboxSchema, uplinkSchema } from './delivery.js';
+import { bothOrNeither, port, seconds, secret } from './fields.js';
 
 /**
  * The single source of truth for Outpost's configuration: types, defaults, validation, the environment
  * variables (derived from each key's path, see `env.ts`) and the editor JSON Schema (`npm run schema`).
  * Every key is documented here and nowhere else.
  */
-
-/** Marks a value that `--print-config`, logs and `/api/status` must never show. */
-const secret = { secret: true } as const;
-
-const port = z.number().int().min(0).max(65535);
-const seconds = (description: string, fallback: number) =>
-  z.number().positive().default(fallback).describe(`${description} Unit: seconds. Default ${fallback}.`);
 
 const taskOverride = z.strictObject({
   prompt: z
@@ -24,12 +19,6 @@ const taskOverride = z.strictObject({
     .optional()
     .describe('Replaces the JSON schema that constrains and validates the output.'),
 });
-
-/** The message of a missing half of a pair of keys that go together. */
-const bothOrNeither =
-  (other: string) =>
-  (issue: { input?: unknown }): string | undefined =>
-    issue.input === undefined ? `required with ${other} (give both or neither)` : undefined;
 
 /** A camera's name is a topic level and a folder name under <dataDir>/media. */
 export const CAMERA_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -430,7 +419,7 @@ export const configSchema = z
           .number()
           .positive()
           .default(365)
-          .describe('Events and windows kept. Unit: days. Default 365.'),
+          .describe('Events, windows, rejects and model results kept. Unit: days. Default 365.'),
         mediaDays: z
           .number()
           .positive()
@@ -445,34 +434,31 @@ export const configSchema = z
             'Thumbnails, clips and model inputs under <dataDir>/media take at most this; past it the oldest ' +
               'are deleted. Unit: bytes. Default 1 GiB.',
           ),
-      })
-      .prefault({}),
-    outbox: z
-      .strictObject({
-        maxMessages: z
+        maxDatabaseBytes: z
           .number()
           .int()
           .positive()
-          .default(100000)
-          .describe('Messages held while the broker is away; past it the oldest are dropped (counted).'),
-        maxBytes: z
-          .number()
-          .int()
-          .positive()
-          .default(64 * 1024 * 1024)
+          .default(2 * 1024 * 1024 * 1024)
           .describe(
-            'Payload bytes held while the broker is away; past it the oldest are dropped. Default 64 MiB.',
+            'The database uses at most this (pages in use); past it, the table that takes the most room ' +
+              'gives back its oldest rows (readings and rejects long before findings; never what is still to ' +
+              'be processed or sent). Unit: bytes. Default 2 GiB.',
           ),
-        maxAge: seconds('Messages older than this are dropped unsent (counted).', 7 * 86400),
-        inflight: z
+        minFreeBytes: z
           .number()
           .int()
-          .min(1)
-          .max(1000)
-          .default(20)
-          .describe('Publishes awaiting their acknowledgement at once. Default 20.'),
+          .min(0)
+          .default(256 * 1024 * 1024)
+          .describe(
+            'Free space kept on the data volume. Below it an emergency prune deletes the oldest media, then ' +
+              'the oldest rows, and returns the pages to the file system; status and health report it. ' +
+              '0: no check. Unit: bytes. Default 256 MiB.',
+          ),
+        diskCheckInterval: seconds('How often free space and the database size are checked.', 30),
       })
       .prefault({}),
+    outbox: outboxSchema,
+    uplink: uplinkSchema,
     http: z
       .strictObject({
         host: z
@@ -640,7 +626,63 @@ export const configSchema = z
           .boolean()
           .default(true)
           .describe('Run model jobs (anomaly explanations, digests). Default true.'),
-        jobTimeout: seconds('A generation that takes longer is aborted and the job retried.', 180),
+        jobTimeout: seconds(
+          'A generation that takes longer is aborted and the job retried; a worker that does not answer ' +
+            'the abort within 2 s is killed and restarted. inference.taskTimeouts sets it per task.',
+          180,
+        ),
+        taskTimeouts: z
+          .strictObject({
+            explain: z
+              .number()
+              .positive()
+              .optional()
+              .describe(
+                'Time limit of explaining a sensor anomaly (results/anomaly): a short text prompt and a few ' +
+                  'sentences out. Unit: seconds. Default: inference.jobTimeout.',
+              ),
+            digest: z
+              .number()
+              .positive()
+              .optional()
+              .describe(
+                "Time limit of a device's periodic digest (results/digest): text in and out, a little longer " +
+                  'than an explanation. Unit: seconds. Default: inference.jobTimeout.',
+              ),
+            frame: z
+              .number()
+              .positive()
+              .optional()
+              .describe(
+                'Time limit of describing a camera frame (results/frame): the vision encoder and 256 image ' +
+                  'tokens come before the answer, often tens of seconds on a Raspberry Pi; give it the most ' +
+                  'with audio. Unit: seconds. Default: inference.jobTimeout.',
+              ),
+            audio: z
+              .number()
+              .positive()
+              .optional()
+              .describe(
+                'Time limit of transcribing an audio clip (results/audio): up to 30 s of audio at 6.25 ' +
+                  'tokens/s before the answer, and a transcript is the longest output. Unit: seconds. ' +
+                  'Default: inference.jobTimeout.',
+              ),
+            ask: z
+              .number()
+              .positive()
+              .optional()
+              .describe(
+                'Time limit of answering a question (POST /api/ask, MQTT ask) from stored findings; keep it ' +
+                  'below inference.askTimeout, which also counts the wait in the queue. Unit: seconds. ' +
+                  'Default: inference.jobTimeout.',
+              ),
+          })
+          .prefault({})
+          .describe(
+            'Per-task time limits of one generation, each overriding inference.jobTimeout for its task: a ' +
+              'frame or a clip takes far longer than a sentence about a sensor, and a short limit on the text ' +
+              'tasks notices a stuck generation sooner. Environment: OUTPOST_INFERENCE_TASK_TIMEOUTS_<TASK>.',
+          ),
         maxAttempts: z
           .number()
           .int()

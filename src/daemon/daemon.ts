@@ -6,16 +6,19 @@ import {
   StoreChanges,
   startApiServer,
 } from '../api/index.js';
-import { type Clock, type Logger, systemClock, type Timer } from '../common/index.js';
+import { type Clock, type Logger, systemClock, type Timer, withTimeout } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import type { MemoryProbe } from '../inference/index.js';
 import { type IncomingPacket, Intake, MqttConnection, startEmbeddedBroker } from '../ingest/index.js';
 import { Pipeline } from '../pipeline/index.js';
 import { Findings, type HealthMessage, OutboxDrain, RequestHandler, wireTopics } from '../publish/index.js';
-import { Store } from '../store/index.js';
+import { type Outbox, Store } from '../store/index.js';
 import { createAsk, retrieveFindings } from './ask.js';
+import { DiskGuard, type DiskProbe } from './disk.js';
 import { startInference } from './inference.js';
+import { activeResources, LoopMonitor } from './loopMonitor.js';
 import { type Parts, race, redactUrl, STOP_STATUS_MS, stopParts } from './parts.js';
+import { outboxLimits, startUplink, uplinkRoute } from './uplink.js';
 import { frameStageOptions, routeLimit, startDiscovery, startMicrophone } from './wiring.js';
 
 export interface DaemonOptions {
@@ -27,6 +30,8 @@ export interface DaemonOptions {
   memoryProbe?: MemoryProbe;
   /** The worker's RSS as the governor sees it; default read from /proc. */
   workerRss?: () => number | undefined;
+  /** Free space of the data volume; default statfs(2). */
+  diskProbe?: DiskProbe;
 }
 
 /** Where the running gateway can be reached. */
@@ -37,6 +42,8 @@ export interface DaemonEndpoints {
 
 /** How often Home Assistant discovery looks for new or removed sources, ms. */
 const DISCOVERY_REFRESH_MS = 30_000;
+/** A discovery config not acknowledged within this is sent again by the next refresh, ms. */
+const DISCOVERY_PUBLISH_MS = 10_000;
 /** How often retention runs, ms. */
 const PRUNE_EVERY_MS = 60_000;
 /** Stop budget for flushing the outbox, ms (publishing the status: STOP_STATUS_MS). */
@@ -57,6 +64,7 @@ export class Daemon {
   readonly #parts: Parts;
   readonly #startedAt: number;
   readonly #timers: Timer[] = [];
+  readonly #loop = new LoopMonitor();
   #last = { at: 0, accepted: 0, rejected: 0 };
   #stopping: Promise<number> | undefined;
 
@@ -77,14 +85,32 @@ export class Daemon {
       parts.store = Store.open({
         dataDir: config.dataDir,
         synchronous: config.store.synchronous,
-        outbox: {
-          maxMessages: config.outbox.maxMessages,
-          maxBytes: config.outbox.maxBytes,
-          maxAgeMs: config.outbox.maxAge * 1000,
-        },
+        outbox: outboxLimits(config.outbox, config.outbox.policy),
+        uplinkOutbox: config.uplink.url
+          ? outboxLimits(config.uplink.outbox, config.outbox.policy)
+          : undefined,
       });
       const store = parts.store;
+      if (!store.integrity.ok) {
+        logger.error(
+          {
+            ...store.integrity,
+            hint: `the damaged file is kept in ${store.integrity.movedTo}; sqlite3 can try .recover on it`,
+          },
+          'the database failed its integrity check: moved aside, a fresh one started with what could be read',
+        );
+      }
       logger.info({ file: store.file, journalPending: store.pendingJournalCount() }, 'store open');
+      parts.disk = new DiskGuard({
+        store,
+        dataDir: config.dataDir,
+        minFreeBytes: config.store.minFreeBytes,
+        maxDatabaseBytes: config.store.maxDatabaseBytes,
+        probe: options.diskProbe,
+        clock,
+        logger: logger.child({ stage: 'disk' }),
+      });
+      await parts.disk.check();
       // Files a crashed run wrote but never committed.
       const orphans = await store.media.sweepOrphans();
       if (orphans > 0) logger.info({ files: orphans }, 'media files no row references were deleted');
@@ -95,14 +121,17 @@ export class Daemon {
       const changes = new StoreChanges();
       const metrics = new MetricsRegistry();
       parts.topics = topics;
+      const uplink = uplinkRoute(config);
       parts.findings = new Findings({
         store,
         topics,
         clock,
         onQueued: () => {
           parts.drain?.wake();
+          parts.uplink?.drain.wake();
           changes.notify();
         },
+        uplink,
         explainAnomalies: config.inference.enabled,
         maxWaitingAudio: config.audio.maxWaiting,
         onJobs: () => parts.inference?.runner.wake(),
@@ -179,7 +208,12 @@ export class Daemon {
       if (config.homeassistant.enabled) {
         parts.discovery = startDiscovery(config, topics, store, VERSION, logger, (topic, payload, opts) => {
           if (!parts.connection) return Promise.reject(new Error('not connected yet'));
-          return parts.connection.publish(topic, payload, opts);
+          // Unacknowledged in time counts as failed: the next refresh sends it again.
+          return withTimeout(
+            parts.connection.publish(topic, payload, opts),
+            DISCOVERY_PUBLISH_MS,
+            `not acknowledged within ${DISCOVERY_PUBLISH_MS} ms`,
+          );
         });
         controlFilters.push(parts.discovery.statusTopic);
         const discovery = parts.discovery;
@@ -267,6 +301,10 @@ export class Daemon {
         clock,
         logger: logger.child({ stage: 'outbox' }),
       });
+      if (uplink) {
+        parts.uplink = startUplink(config, uplink, store, logger, clock);
+        logger.info({ url: redactUrl(config.uplink.url!), forward: config.uplink.forward }, 'uplink started');
+      }
       check();
 
       if (config.audio.microphone.enabled) parts.microphone = startMicrophone(config, intake, logger);
@@ -317,7 +355,6 @@ export class Daemon {
   status(): Record<string, unknown> {
     const p = this.#parts;
     const { config, clock } = this.#o;
-    const depth = p.store.outbox.depth();
     const memory = process.memoryUsage();
     const pipeline = p.pipeline.stats();
     const findings = p.findings.stats();
@@ -340,16 +377,22 @@ export class Daemon {
       rejects: findings.rejects,
       queues: {
         journalPending: p.store.pendingJournalCount(),
-        outbox: {
-          ...depth,
-          oldestAt: depth.oldestAt === null ? null : new Date(depth.oldestAt).toISOString(),
-          inflight: p.drain.inflight,
-          published: p.drain.published,
-          dropped: p.store.outbox.dropped,
-        },
+        outbox: outboxStatus(p.store.outbox, p.drain),
       },
+      uplink: p.uplink
+        ? {
+            url: redactUrl(config.uplink.url!),
+            connected: p.uplink.connection.connected,
+            reconnects: p.uplink.connection.reconnects,
+            lastError: p.uplink.connection.lastError ?? null,
+            forward: [...p.uplink.forward],
+            outbox: outboxStatus(p.store.uplinkOutbox!, p.uplink.drain),
+          }
+        : null,
       memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
+      process: { pid: process.pid, eventLoopDelayMs: this.#loop.delay, resources: activeResources() },
       media: { ...p.store.media.totals(), maxBytes: config.store.mediaMaxBytes },
+      disk: p.disk.status(),
       frames: { ...pipeline.frames, superseded: findings.superseded },
       audio: {
         ...pipeline.audio,
@@ -380,6 +423,7 @@ export class Daemon {
     this.#last = { at: now, accepted, rejected };
     const depth = p.store.outbox.depth();
     const memory = process.memoryUsage();
+    const disk = p.disk.status();
     return {
       ts: new Date(now).toISOString(),
       gatewayId: this.#o.config.gatewayId,
@@ -391,6 +435,7 @@ export class Daemon {
         outboxMessages: depth.messages,
         outboxBytes: depth.bytes,
         outboxOldestAgeSeconds: depth.oldestAt === null ? null : Math.round((now - depth.oldestAt) / 1000),
+        uplinkOutboxMessages: p.store.uplinkOutbox?.depth().messages ?? null,
       },
       rates,
       drops: { outbox: p.store.outbox.dropped, rejected, duplicates: ingest.duplicates },
@@ -398,6 +443,8 @@ export class Daemon {
         state: p.inference?.engine.state ?? 'disabled',
         variant: p.inference?.engine.variant ?? null,
       },
+      uplink: p.uplink ? { connected: p.uplink.connection.connected } : null,
+      disk: { freeBytes: disk.freeBytes, low: disk.low, databaseBytes: disk.database.usedBytes },
     };
   }
 
@@ -422,6 +469,11 @@ export class Daemon {
     this.#timers.push(clock.setInterval(publishHealth, config.health.interval * 1000));
     this.#timers.push(
       clock.setInterval(() => {
+        p.disk.check().catch((error: Error) => logger.error({ err: error }, 'disk check failed'));
+      }, config.store.diskCheckInterval * 1000),
+    );
+    this.#timers.push(
+      clock.setInterval(() => {
         const now = clock.now();
         const day = 86_400_000;
         try {
@@ -439,7 +491,9 @@ export class Daemon {
             p.store.transaction(() => p.store.media.forget(media));
             void p.store.media.unlink(media);
           }
-          const expired = p.store.outbox.expire(now);
+          const expired = p.store.outbox.expire(now) + (p.store.uplinkOutbox?.expire(now) ?? 0);
+          // What retention deleted goes back to the card a few MiB at a time (see maintenance.ts).
+          p.store.maintain();
           if (removed + expired + finishedJobs + media.length > 0) {
             logger.debug({ removed, expired, finishedJobs, mediaFiles: media.length }, 'retention pruned');
           }
@@ -455,6 +509,7 @@ export class Daemon {
     const p = this.#parts;
     logger.info('stopping: intake paused');
     for (const timer of this.#timers) timer.cancel();
+    this.#loop.stop();
     p.connection.pauseIntake();
     p.intakePaused = true;
     // Its last partial segment goes into the journal with what is staged.
@@ -463,6 +518,7 @@ export class Daemon {
     p.intake.flush();
     let code = 0;
     const step = async (name: string, fn: () => unknown) => {
+      logger.debug({ step: name }, 'stop step');
       try {
         await fn();
       } catch (error) {
@@ -482,10 +538,14 @@ export class Daemon {
     await step('inference', () => p.inference?.stop());
     await step('pipeline', () => p.pipeline.stop(true));
     await step('outbox', async () => {
-      const empty = await p.drain.flush(p.connection.connected ? STOP_FLUSH_MS : 0);
-      if (!empty)
+      const uplink = p.uplink;
+      const [local, upstream] = await Promise.all([
+        p.drain.flush(p.connection.connected ? STOP_FLUSH_MS : 0),
+        uplink ? uplink.drain.flush(uplink.connection.connected ? STOP_FLUSH_MS : 0) : true,
+      ]);
+      if (!local || !upstream)
         logger.warn(
-          { waiting: p.store.outbox.depth().messages },
+          { waiting: p.store.outbox.depth().messages, uplinkWaiting: p.store.uplinkOutbox?.depth().messages },
           'outbox not empty at stop; sent on next start',
         );
     });
@@ -493,6 +553,24 @@ export class Daemon {
     logger.info({ code }, 'stopped');
     return code;
   }
+}
+
+/** An outbox's depth by class, ages as ISO 8601, and its drain's counters. */
+function outboxStatus(outbox: Outbox, drain: OutboxDrain) {
+  const depth = outbox.depth();
+  const iso = (at: number | null) => (at === null ? null : new Date(at).toISOString());
+  const classes = Object.fromEntries(
+    Object.entries(depth.classes).map(([name, c]) => [name, { ...c, oldestAt: iso(c.oldestAt) }]),
+  );
+  return {
+    messages: depth.messages,
+    bytes: depth.bytes,
+    oldestAt: iso(depth.oldestAt),
+    inflight: drain.inflight,
+    published: drain.published,
+    dropped: outbox.dropped,
+    classes,
+  };
 }
 
 function round(x: number) {

@@ -1,2 +1,3 @@
 export { Daemon, type DaemonEndpoints, type DaemonOptions, VERSION } from './daemon.js';
+export type { DiskProbe } from './disk.js';
 export { redactUrl } from './parts.js';

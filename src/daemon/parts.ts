@@ -10,7 +10,9 @@ import type {
   WireTopics,
 } from '../publish/index.js';
 import type { Store } from '../store/index.js';
+import type { DiskGuard } from './disk.js';
 import type { InferenceParts } from './inference.js';
+import type { Uplink } from './uplink.js';
 
 /** Budget for the final status publish and disconnect while stopping, ms. */
 export const STOP_STATUS_MS = 1000;
@@ -18,6 +20,7 @@ export const STOP_STATUS_MS = 1000;
 /** What the daemon started, in start order. */
 export interface Parts {
   store: Store;
+  disk: DiskGuard;
   broker?: EmbeddedBroker;
   topics: WireTopics;
   findings: Findings;
@@ -25,6 +28,8 @@ export interface Parts {
   intake: Intake;
   connection: MqttConnection;
   drain: OutboxDrain;
+  /** the fleet uplink, when uplink.url is set */
+  uplink?: Uplink;
   api: ApiServer;
   inference?: InferenceParts;
   microphone?: MicrophoneSource;
@@ -39,9 +44,13 @@ export async function stopParts(parts: Partial<Parts>, logger: Logger): Promise<
   let code = 0;
   const steps: [string, (() => unknown) | undefined][] = [
     ['microphone', parts.microphone && (() => parts.microphone?.stop())],
-    ['homeassistant', parts.discovery && (() => parts.discovery?.dispose())],
+    // A discovery publish that never got its PUBACK (seen after a broker was SIGKILLed) must not hold the
+    // stop: its configs are retained and announced again on the next start.
+    ['homeassistant', parts.discovery && (() => race(parts.discovery!.dispose(), STOP_STATUS_MS))],
     ['requests', parts.requests && (() => parts.requests?.dispose())],
     ['outbox', parts.drain && (() => parts.drain?.stop())],
+    ['uplink outbox', parts.uplink && (() => parts.uplink?.drain.stop())],
+    ['uplink', parts.uplink && (() => parts.uplink?.connection.close(STOP_STATUS_MS))],
     ['mqtt', parts.connection && (() => parts.connection?.close(STOP_STATUS_MS))],
     ['http', parts.api && (() => parts.api?.close())],
     ['pipeline', parts.pipeline && (() => parts.pipeline?.stop(false))],
@@ -51,6 +60,7 @@ export async function stopParts(parts: Partial<Parts>, logger: Logger): Promise<
   ];
   for (const [name, fn] of steps) {
     if (!fn) continue;
+    logger.debug({ step: name }, 'closing');
     try {
       await fn();
     } catch (error) {

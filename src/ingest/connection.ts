@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
-import type { Clock, Logger, Timer } from '../common/index.js';
+import { type Clock, type Logger, type Timer, withTimeout } from '../common/index.js';
 import { TlsFileError } from './errors.js';
 
 export interface MqttConnectionOptions {
@@ -274,20 +274,4 @@ export class MqttConnection extends EventEmitter<ConnectionEvents> {
       will: { topic: o.statusTopic, payload: Buffer.from('offline'), qos: 1, retain: true },
     };
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }

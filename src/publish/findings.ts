@@ -2,7 +2,7 @@ import type { Clock } from '../common/index.js';
 import type { JobResult, ResultSink } from '../inference/index.js';
 import type { Rejection, RejectSink } from '../ingest/index.js';
 import type { PipelineSink, SensorAnomaly, StageBatch } from '../pipeline/index.js';
-import type { JobRow, JournalEntry, NewEvent, Store } from '../store/index.js';
+import type { JobRow, JournalEntry, NewEvent, OutboxClass, Store } from '../store/index.js';
 import type { ErrorMessage, EventMessage, ResultMessage, WindowMessage, WireTopics } from './topics.js';
 
 export interface FindingsOptions {
@@ -17,6 +17,8 @@ export interface FindingsOptions {
   onJobs?: () => void;
   /** Audio jobs of one source waiting at most; older ones are dropped (their clips stay). Default 50. */
   maxWaitingAudio?: number;
+  /** Forward these classes to the uplink's outbox (the store's), under the uplink's topics. */
+  uplink?: { topics: WireTopics; forward: ReadonlySet<OutboxClass> } | undefined;
 }
 
 export interface FindingsStats {
@@ -53,7 +55,7 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
   }
 
   commit(batch: StageBatch, entries: ReadonlyMap<number, JournalEntry>): void {
-    const { store, topics, clock } = this.options;
+    const { store, clock } = this.options;
     const now = clock.now();
     let events = 0;
     let jobs = 0;
@@ -139,15 +141,7 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
           mean: window.mean,
           std: window.std,
         };
-        store.outbox.enqueue(
-          {
-            topic: topics.windows(window.device, window.metric),
-            payload: JSON.stringify(message),
-            qos: 1,
-            retain: false,
-          },
-          now,
-        );
+        this.#send('windows', (t) => t.windows(window.device, window.metric), message, now);
       }
       for (const anomaly of batch.anomalies) {
         const row = store.insertEvent(anomalyEvent(anomaly), now);
@@ -160,10 +154,7 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
           message: row.message,
           detail: row.detail,
         };
-        store.outbox.enqueue(
-          { topic: topics.events(row.source), payload: JSON.stringify(message), qos: 1, retain: false },
-          now,
-        );
+        this.#send('events', (t) => t.events(row.source), message, now);
         events += 1;
         if (this.options.explainAnomalies) {
           store.jobs.add(
@@ -187,7 +178,7 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
    * input file is deleted afterwards; its thumbnail (or clip) stays with the result.
    */
   recordResult(result: JobResult): void {
-    const { store, topics, clock } = this.options;
+    const { store, clock } = this.options;
     const now = clock.now();
     const { job, generation } = result;
     // The result's media: a frame's thumbnail, or a clip.
@@ -228,15 +219,7 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
       store.jobs.set(job.id, 'done', null, now);
       if (input) store.media.forget([input]);
       if (result.output.alert === true) this.#alert(result, now);
-      store.outbox.enqueue(
-        {
-          topic: topics.results(message.kind, job.source),
-          payload: JSON.stringify(message),
-          qos: 1,
-          retain: false,
-        },
-        now,
-      );
+      this.#send('results', (t) => t.results(message.kind, job.source), message, now);
     });
     if (input) void store.media.unlink([input]);
     this.options.onQueued();
@@ -255,7 +238,7 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
   }
 
   #alert(result: JobResult, now: number) {
-    const { store, topics } = this.options;
+    const { store } = this.options;
     const { output, job } = result;
     const reason = typeof output.alertReason === 'string' && output.alertReason ? output.alertReason : null;
     const description = typeof output.description === 'string' ? output.description : null;
@@ -283,15 +266,25 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
       message: row.message,
       detail: row.detail,
     };
-    store.outbox.enqueue(
-      { topic: topics.events(row.source), payload: JSON.stringify(message), qos: 1, retain: false },
-      now,
-    );
+    this.#send('events', (t) => t.events(row.source), message, now);
     this.#stats.events += 1;
   }
 
+  /** Queues a message for the gateway's broker and, where its class is forwarded, for the uplink. */
+  #send(kind: OutboxClass, topic: (topics: WireTopics) => string, message: object, now: number) {
+    const { store, topics, uplink } = this.options;
+    const payload = JSON.stringify(message);
+    store.outbox.enqueue({ class: kind, topic: topic(topics), payload, qos: 1, retain: false }, now);
+    if (uplink?.forward.has(kind) && store.uplinkOutbox) {
+      store.uplinkOutbox.enqueue(
+        { class: kind, topic: topic(uplink.topics), payload, qos: 1, retain: false },
+        now,
+      );
+    }
+  }
+
   #reject(rejection: Rejection) {
-    const { store, topics, clock } = this.options;
+    const { store, clock } = this.options;
     store.insertReject(rejection);
     const message: ErrorMessage = {
       topic: rejection.topic,
@@ -301,10 +294,7 @@ export class Findings implements PipelineSink, RejectSink, ResultSink {
       size: rejection.size,
       ts: iso(rejection.ts),
     };
-    store.outbox.enqueue(
-      { topic: topics.errors(), payload: JSON.stringify(message), qos: 1, retain: false },
-      clock.now(),
-    );
+    this.#send('errors', (t) => t.errors(), message, clock.now());
     this.#stats.rejects[rejection.code] = (this.#stats.rejects[rejection.code] ?? 0) + 1;
   }
 }

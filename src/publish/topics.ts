@@ -88,12 +88,18 @@ export interface HealthMessage {
     outboxMessages: number;
     outboxBytes: number;
     outboxOldestAgeSeconds: number | null;
+    /** what waits for the fleet's upstream broker; null without an uplink */
+    uplinkOutboxMessages: number | null;
   };
   /** messages/s over the last health interval */
   rates: { ingest: number; rejects: number };
   drops: { outbox: number; rejected: number; duplicates: number };
   /** the resident model, if any (`state` as in /api/status) */
   model: { state: string; variant: string | null };
+  /** the fleet uplink's connection; null without one */
+  uplink: { connected: boolean } | null;
+  /** free space on the data volume (null before the first check) and the database's size */
+  disk: { freeBytes: number | null; low: boolean; databaseBytes: number };
 }
 
 export interface WireTopics {

@@ -113,6 +113,7 @@ describe('environment variables', () => {
     ['OUTPOST_MQTT_REJECT_UNAUTHORIZED', 'off', (c) => c.mqtt.rejectUnauthorized, false],
     ['OUTPOST_LOG_LEVEL', 'debug', (c) => c.log.level, 'debug'],
     ['OUTPOST_BROKER_PORT', '11883', (c) => c.broker.port, 11883],
+    ['OUTPOST_INFERENCE_TASK_TIMEOUTS_FRAME', '600', (c) => c.inference.taskTimeouts.frame, 600],
   ])('%s=%s is applied', (name, value, pick, expected) => {
     expect(pick(load({ env: { [name]: value } }))).toStrictEqual(expected);
   });
@@ -139,6 +140,33 @@ describe('environment variables', () => {
     const routes = [{ name: 'pumps', filter: 'plant/pumps/+/+', kind: 'sensor' }];
     const config = load({ env: { OUTPOST_INGEST_ROUTES: JSON.stringify(routes) } });
     expect(config.ingest.routes).toEqual([{ ...routes[0], maxBytes: 65536 }]);
+  });
+
+  it('inference.taskTimeouts: per task from the file and OUTPOST_INFERENCE_TASK_TIMEOUTS_<TASK>, none by default', () => {
+    expect(load().inference.taskTimeouts).toEqual({});
+    expect(load().inference.jobTimeout).toBe(180);
+    const yaml = 'inference:\n  jobTimeout: 60\n  taskTimeouts:\n    frame: 300\n    audio: 240\n';
+    const config = load({
+      yaml,
+      env: { OUTPOST_INFERENCE_TASK_TIMEOUTS_AUDIO: '420', OUTPOST_INFERENCE_TASK_TIMEOUTS_EXPLAIN: '20' },
+    });
+    // The variable overrides its own task only; tasks without a limit of their own take jobTimeout.
+    expect(config.inference.taskTimeouts).toEqual({ frame: 300, audio: 420, explain: 20 });
+    expect(config.inference.jobTimeout).toBe(60);
+
+    expect(problems({ yaml: 'inference:\n  taskTimeouts:\n    frames: 300\n' })).toEqual([
+      'outpost.yaml: inference.taskTimeouts.frames: unknown key (did you mean frame?)',
+    ]);
+    expect(problems({ env: { OUTPOST_INFERENCE_TASK_TIMEOUTS_DIGEST: '0' } })).toEqual([
+      expect.stringMatching(/^OUTPOST_INFERENCE_TASK_TIMEOUTS_DIGEST: .*, found 0$/),
+    ]);
+    // Like every section of fixed keys (sensors.anomaly), it is set key by key, not as one JSON variable:
+    // the whole-section name is refused, never silently ignored.
+    for (const name of ['OUTPOST_INFERENCE_TASK_TIMEOUTS', 'OUTPOST_INFERENCE_TASKTIMEOUTS']) {
+      expect(problems({ env: { [name]: '{"frame":300}' } })).toEqual([
+        expect.stringMatching(new RegExp(`^${name}: unknown setting`)),
+      ]);
+    }
   });
 
   it('ignores variables outside OUTPOST_* and accepts OUTPOST_CONFIG', () => {
@@ -471,7 +499,7 @@ describe('CONFIG_KEYS', () => {
       CONFIG_KEYS.filter((k) => k.secret)
         .map((k) => k.path.join('.'))
         .sort(),
-    ).toEqual(['broker.password', 'http.token', 'mqtt.password']);
+    ).toEqual(['broker.password', 'http.token', 'mqtt.password', 'uplink.password']);
   });
 });
 
@@ -577,8 +605,32 @@ store:
 outbox:
   maxMessages: 1000
   maxBytes: 1048576
+  hardMaxMessages: 5000
+  hardMaxBytes: 4194304
   maxAge: 3600
   inflight: 5
+  policy:
+    results: keep
+    events: keep
+    windows: overwrite-oldest
+    errors: keep
+uplink:
+  url: mqtts://fleet.example:8883
+  clientId: gw-7-uplink
+  username: gw-7
+  password: fleet-secret
+  ca: ca.pem
+  rejectUnauthorized: true
+  protocolVersion: 4
+  keepalive: 60
+  reconnectMin: 2
+  reconnectMax: 60
+  topicPrefix: fleet
+  forward: [results, events, windows]
+  outbox:
+    maxMessages: 500
+    hardMaxBytes: 8388608
+    inflight: 4
 http:
   host: 0.0.0.0
   port: 9000
@@ -605,6 +657,10 @@ model:
 inference:
   enabled: true
   jobTimeout: 60
+  taskTimeouts:
+    explain: 30
+    frame: 240
+    audio: 300
   maxAttempts: 2
   modelRetry: 5
   digestInterval: 1800

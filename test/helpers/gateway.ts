@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import mqtt, { type MqttClient } from 'mqtt';
 import { createLogger, mulberry32, gaussian as normalSource } from '../../src/common/index.js';
 import { loadConfig } from '../../src/config/index.js';
-import { Daemon } from '../../src/daemon/index.js';
+import { Daemon, type DiskProbe } from '../../src/daemon/index.js';
 import type { MemoryProbe } from '../../src/inference/index.js';
 import { waitFor } from './wait.js';
 
@@ -22,7 +22,12 @@ export interface TestGateway {
 /** An in-process gateway on a temp data folder; `env` holds OUTPOST_* settings on top of test defaults. */
 export async function startGateway(
   env: Record<string, string> = {},
-  options: { waitConnected?: boolean; memoryProbe?: MemoryProbe; workerRss?: () => number | undefined } = {},
+  options: {
+    waitConnected?: boolean;
+    memoryProbe?: MemoryProbe;
+    workerRss?: () => number | undefined;
+    diskProbe?: DiskProbe;
+  } = {},
 ): Promise<TestGateway> {
   const dataDir = env.OUTPOST_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'outpost-test-'));
   const config = loadConfig({
@@ -42,6 +47,7 @@ export async function startGateway(
     logger: createLogger({ level: config.log.level, format: 'json' }),
     memoryProbe: options.memoryProbe,
     workerRss: options.workerRss,
+    diskProbe: options.diskProbe,
   });
   if (options.waitConnected !== false) {
     await waitFor(

@@ -1,66 +1,12 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeCertificates } from '../helpers/certificates.js';
 import { startGateway } from '../helpers/gateway.js';
 import { type Mosquitto, startMosquitto } from '../helpers/mosquitto.js';
 import { waitFor } from '../helpers/wait.js';
-
-/** A CA, a server certificate for 127.0.0.1 and a client certificate, made with the openssl CLI. */
-function makeCertificates(dir: string) {
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=outpost-test-ca',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-  );
-  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  for (const name of ['server', 'client']) {
-    ssl(
-      'req',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      `/CN=${name}`,
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.csr`,
-    );
-    const ext = name === 'server' ? ['-extfile', 'server.ext'] : [];
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-out',
-      `${name}.crt`,
-      ...ext,
-    );
-  }
-  execFileSync('mosquitto_passwd', ['-b', '-c', join(dir, 'passwd'), 'gateway', 'correct-horse']);
-  return (file: string) => join(dir, file);
-}
 
 describe('external broker over mqtts with a client certificate and a password', () => {
   let broker: Mosquitto;
