@@ -74,6 +74,8 @@ export interface JobRunnerStats {
   timedOut: number;
   /** attempts ended by the inference worker exiting (crash, outside kill, OOM killer) */
   workerExits: number;
+  /** jobs queued again, their attempt given back, because the worker was killed for memory */
+  oomRequeued: number;
   /** the job running now */
   running: string | null;
 }
@@ -93,6 +95,7 @@ export class JobRunner {
     done: 0,
     failed: 0,
     retried: 0,
+    oomRequeued: 0,
     timedOut: 0,
     workerExits: 0,
     running: null,
@@ -257,6 +260,15 @@ export class JobRunner {
       const attempts = job.attempts + 1;
       if (this.#stopped) {
         jobs.set(job.id, 'queued', 'interrupted by a stop', clock.now());
+      } else if (caught instanceof WorkerCrashedError && caught.oomLikely) {
+        // Memory, not the job: the governor steps down and the job waits for the smaller model without
+        // spending an attempt (DESIGN: jobs wait, they are not dropped).
+        jobs.requeueWithoutAttempt(job.id, `waiting after an OOM kill: ${reason}`, clock.now());
+        this.#stats.oomRequeued += 1;
+        logger.warn(
+          { job: job.id, kind: job.kind, reason },
+          'worker killed for memory; job waits for a smaller model',
+        );
       } else if (attempts >= this.#o.maxAttempts) {
         const exits = this.#workerExits.get(job.id) ?? 0;
         this.#workerExits.delete(job.id);

@@ -103,6 +103,9 @@ export class JobTable {
       start: db.prepare(
         `UPDATE jobs SET state = 'running', attempts = attempts + 1, reason = NULL, updated_at = ? WHERE id = ? AND state IN ${OPEN}`,
       ),
+      requeue: db.prepare(
+        "UPDATE jobs SET state = 'queued', attempts = max(0, attempts - 1), reason = ?, updated_at = ? WHERE id = ?",
+      ),
       isOpen: db.prepare<[string], { n: number }>(
         `SELECT count(*) AS n FROM jobs WHERE id = ? AND state IN ${OPEN}`,
       ),
@@ -189,6 +192,11 @@ export class JobTable {
    */
   start(id: string, now: number): boolean {
     return this.#stmt.start.run(now, id).changes === 1;
+  }
+
+  /** Queues a running job again and gives back the attempt it spent (it was not the job's fault). */
+  requeueWithoutAttempt(id: string, reason: string, now: number): void {
+    this.#stmt.requeue.run(reason, now, id);
   }
 
   /** Whether the job is still to run (queued or waiting). */

@@ -237,6 +237,12 @@ describe('faults under load', () => {
     const kills: number[] = [];
     for (let k = 0; k < 10; k++) {
       await new Promise((resolve) => setTimeout(resolve, 300 + random() * 1500));
+      if (k % 2 === 1) {
+        // Every other kill lands mid-job when one runs within a few seconds: that job must resume.
+        const running = () =>
+          sql<{ n: number }>(dataDir, "SELECT count(*) AS n FROM jobs WHERE state = 'running'")[0]!.n > 0;
+        await waitFor('a job running', running, 4000).catch(() => undefined);
+      }
       gateway.child.kill('SIGKILL');
       await gateway.exited;
       kills.push(ackedAt.length);

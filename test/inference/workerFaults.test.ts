@@ -58,7 +58,14 @@ interface Status {
     governor: { killed: { id: string; contextSize: number }[] };
   };
   jobs: {
-    runner: { done: number; failed: number; retried: number; timedOut: number; workerExits: number };
+    runner: {
+      done: number;
+      failed: number;
+      retried: number;
+      timedOut: number;
+      workerExits: number;
+      oomRequeued: number;
+    };
   };
 }
 
@@ -247,10 +254,12 @@ describe('inference worker faults (real worker, tiny models)', () => {
     );
     const [result] = observer.json<ResultMessage>('outpost/gw-test/results/anomaly/pump-oom');
     expect(result!.variant).toBe('tiny-small.gguf');
-    expect(jobOf(gateway, 'pump-oom')).toMatchObject({ state: 'done', attempts: 2 });
+    // Memory, not the job: the attempt is given back, the job waited for the smaller model.
+    expect(jobOf(gateway, 'pump-oom')).toMatchObject({ state: 'done', attempts: 1 });
     expect([...reasons.reasons]).toContain(
-      'retrying after: the inference worker exited (signal SIGKILL, likely killed by the kernel for memory)',
+      'waiting after an OOM kill: the inference worker exited (signal SIGKILL, likely killed by the kernel for memory)',
     );
+    expect((await status(gateway)).jobs.runner).toMatchObject({ oomRequeued: 1 });
     const after = await status(gateway);
     expect(after.model.variant).toBe('tiny-small.gguf');
     expect(after.model.worker).toMatchObject({
