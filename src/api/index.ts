@@ -19,4 +19,10 @@ export {
   runResultsQuery,
 } from './resultsQuery.js';
 export { type EventJson, eventJson, type ResultJson, resultJson } from './rows.js';
-export { type ApiServer, type ApiServerOptions, type AskQuestion, startApiServer } from './server.js';
+export {
+  type ApiServer,
+  type ApiServerOptions,
+  type AskQuestion,
+  type ReadinessCheck,
+  startApiServer,
+} from './server.js';

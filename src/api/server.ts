@@ -23,6 +23,13 @@ export interface AskQuestion {
   kinds?: string[] | undefined;
 }
 
+/** One readiness check: `required` ones decide /readyz's status; the others are there to be seen. */
+export interface ReadinessCheck {
+  ok: boolean;
+  required: boolean;
+  [detail: string]: unknown;
+}
+
 export interface ApiServerOptions {
   host: string;
   /** 0 picks a free port. */
@@ -34,8 +41,10 @@ export interface ApiServerOptions {
   mediaFile: (path: string) => string;
   /** The gateway's state for /api/status. */
   status: () => Record<string, unknown>;
-  /** Readiness checks for /readyz: name -> ok. */
-  readiness: () => Record<string, boolean>;
+  /** Readiness checks for /readyz by name; the gateway is ready when every required one is ok. */
+  readiness: () => Record<string, ReadinessCheck>;
+  /** The event loop's delay over its last window (the daemon's monitor); default: this server's own. */
+  eventLoopDelay?: () => { p50: number; p99: number; max: number; windowMs: number };
   logger: Logger;
   now: () => number;
   /** PEM certificate (chain) and private key files for HTTPS, both or neither. Absent: plain HTTP. */
@@ -141,19 +150,27 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   app.get(
     '/healthz',
     { schema: { summary: 'Liveness: the process answers' }, config: { auth: false, rateLimit: false } },
+    // Answering at all is the proof of a responsive loop: a stuck one leaves the probe to time out.
     async () => ({
       status: 'ok',
       uptimeSeconds: Math.round(process.uptime()),
-      eventLoopDelayMs: Math.round(loop.percentile(99) / 1e5) / 10,
+      eventLoopDelayMs: options.eventLoopDelay?.() ?? {
+        p99: Math.max(0, Math.round((loop.percentile(99) - 20e6) / 1e5) / 10),
+      },
     }),
   );
 
   app.get(
     '/readyz',
-    { schema: { summary: 'Readiness: store and broker', errors: { 503: 'not ready' } } },
+    {
+      schema: {
+        summary: 'Readiness: store and broker (required); model, disk and uplink (reported)',
+        errors: { 503: 'not ready: a required check failed' },
+      },
+    },
     async (_request, reply) => {
       const checks = options.readiness();
-      const ready = Object.values(checks).every(Boolean);
+      const ready = Object.values(checks).every((check) => check.ok || !check.required);
       await reply.code(ready ? 200 : 503).send({ ready, checks });
     },
   );

@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../common/index.js';
 import { ConfigError, loadConfig, printConfig } from '../config/index.js';
-import { Daemon, VERSION } from '../daemon/index.js';
+import { Daemon, SdNotify, statusLine, VERSION } from '../daemon/index.js';
 import { registerModelCommands } from './model.js';
 import { registerQueryCommands } from './query.js';
 import { runSimulation } from './simulate.js';
@@ -35,6 +35,12 @@ program
     const logger = createLogger({ level: config.log.level, format: config.log.format });
     const starting = new AbortController();
     let daemon: Daemon | undefined;
+    // Under systemd (Type=notify): READY=1, WATCHDOG=1, STATUS=, STOPPING=1. Elsewhere it does nothing.
+    const notify = new SdNotify({
+      env: process.env,
+      logger,
+      status: () => (daemon ? statusLine(daemon.status()) : 'starting'),
+    });
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
       signals += 1;
@@ -43,6 +49,7 @@ program
         process.exit(1);
       }
       logger.info({ signal }, 'shutting down');
+      void notify.stopping();
       starting.abort();
       // A stop that hangs must not keep a supervisor waiting forever.
       setTimeout(() => {
@@ -55,12 +62,20 @@ program
     process.on('SIGTERM', onSignal);
     try {
       daemon = await Daemon.start({ config, logger }, starting.signal);
+      // READY once the session is up too; an external broker that is down does not hold the start (the
+      // gateway reconnects on its own, and STATUS says so).
+      if (!(await daemon.waitConnected(READY_WAIT_MS)))
+        logger.warn('ready without the MQTT broker (reconnecting)');
+      await notify.ready();
     } catch (error) {
       if (starting.signal.aborted) process.exit(0);
       logger.fatal({ err: error }, 'cannot start');
       process.exit(1);
     }
   });
+
+/** How long READY=1 waits for the MQTT session, ms. */
+const READY_WAIT_MS = 15_000;
 
 const positiveInt = (name: string) => (text: string) => {
   const n = Number(text);

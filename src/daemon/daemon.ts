@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import {
   MetricsRegistry,
+  type ReadinessCheck,
   renderGatewayMetrics,
   runResultsQuery,
   StoreChanges,
@@ -16,7 +17,7 @@ import { type Outbox, Store } from '../store/index.js';
 import { createAsk, retrieveFindings } from './ask.js';
 import { DiskGuard, type DiskProbe } from './disk.js';
 import { startInference } from './inference.js';
-import { activeResources, LoopMonitor } from './loopMonitor.js';
+import { activeResources, type LoopDelay, LoopMonitor } from './loopMonitor.js';
 import { type Parts, race, redactUrl, STOP_STATUS_MS, stopParts } from './parts.js';
 import { outboxLimits, startUplink, uplinkRoute } from './uplink.js';
 import { frameStageOptions, routeLimit, startDiscovery, startMicrophone } from './wiring.js';
@@ -317,7 +318,8 @@ export class Daemon {
         queries: store.queries,
         mediaFile: (path) => store.media.resolve(path),
         status: () => daemon.current?.status() ?? {},
-        readiness: () => ({ store: !store.closed, broker: parts.connection?.connected === true }),
+        readiness: () => readiness(parts as Parts),
+        eventLoopDelay: () => daemon.current?.loopDelay ?? { p50: 0, p99: 0, max: 0, windowMs: 0 },
         logger,
         now: () => clock.now(),
         tls: config.http.tls,
@@ -349,6 +351,28 @@ export class Daemon {
   stop(): Promise<number> {
     this.#stopping ??= this.#stop();
     return this.#stopping;
+  }
+
+  /** The event loop's delay over its last window. */
+  get loopDelay(): LoopDelay {
+    return this.#loop.delay;
+  }
+
+  /** Resolves true once the gateway's MQTT session is up (at once if it is), false after `ms`. */
+  waitConnected(ms: number): Promise<boolean> {
+    const connection = this.#parts.connection;
+    if (connection.connected) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        connection.off('connect', done);
+        resolve(false);
+      }, ms);
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      connection.once('connect', done);
+    });
   }
 
   /** The gateway's state, for /api/status. */
@@ -553,6 +577,27 @@ export class Daemon {
     logger.info({ code }, 'stopped');
     return code;
   }
+}
+
+/** /readyz: the store and the MQTT session must be up; the model, the disk and the uplink are reported. */
+function readiness(p: Parts): Record<string, ReadinessCheck> {
+  const model = p.inference?.engine;
+  const disk = p.disk.status();
+  const checks: Record<string, ReadinessCheck> = {
+    store: { ok: !p.store.closed, required: true },
+    broker: { ok: p.connection?.connected === true, required: true, embedded: p.broker !== undefined },
+    model: model
+      ? {
+          ok: ['ready', 'idle'].includes(model.state),
+          required: false,
+          state: model.state,
+          variant: model.variant,
+        }
+      : { ok: true, required: false, state: 'disabled' },
+    disk: { ok: !disk.low, required: false, freeBytes: disk.freeBytes },
+  };
+  if (p.uplink) checks.uplink = { ok: p.uplink.connection.connected, required: false };
+  return checks;
 }
 
 /** An outbox's depth by class, ages as ISO 8601, and its drain's counters. */

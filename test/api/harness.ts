@@ -64,7 +64,7 @@ export async function startApi(options: HarnessOptions = {}): Promise<ApiHarness
       queries: store.queries,
       mediaFile: (path) => store.media.resolve(path),
       status: () => ({ gatewayId: 'gw-api' }),
-      readiness: () => ({ store: !store.closed }),
+      readiness: () => ({ store: { ok: !store.closed, required: true } }),
       logger: createLogger({ level: 'silent', format: 'json' }),
       now: () => Date.now(),
       changes,
