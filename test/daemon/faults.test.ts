@@ -54,7 +54,7 @@ function sql<T>(dataDir: string, query: string): T[] {
   }
 }
 
-async function ready(httpPort: number, timeoutMs = 30_000) {
+async function ready(httpPort: number, timeoutMs = 60_000) {
   await waitFor(
     'the gateway to be ready',
     async () => {
@@ -166,7 +166,7 @@ describe('faults under load', () => {
         const open = (s.jobs.queued ?? 0) + (s.jobs.running ?? 0) + (s.jobs['waiting-model'] ?? 0);
         return s.queues.journalPending === 0 && s.queues.outbox.messages === 0 && open === 0;
       },
-      90_000,
+      150_000,
     );
     const results = sql<{ id: string }>(dataDir, 'SELECT id FROM results').map((r) => `results:${r.id}`);
     const events = sql<{ id: number }>(dataDir, 'SELECT id FROM events').map((r) => `events:${r.id}`);
@@ -192,7 +192,7 @@ describe('faults under load', () => {
     gateway.child.kill('SIGTERM');
     const code = await gateway.exited;
     expect(code, stopLog(gateway.output())).toBe(0);
-  }, 180_000);
+  }, 300_000);
 
   it('daemon SIGKILLed 10 times under load: every acknowledged message stored once, every job one result', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'outpost-sigkill-'));
@@ -258,7 +258,7 @@ describe('faults under load', () => {
         const open = (s.jobs.queued ?? 0) + (s.jobs.running ?? 0) + (s.jobs['waiting-model'] ?? 0);
         return s.queues.journalPending === 0 && open === 0;
       },
-      90_000,
+      150_000,
     );
 
     const stored = sql<{ n: number }>(dataDir, `SELECT ts - ${base} AS n FROM readings`);
@@ -293,5 +293,5 @@ describe('faults under load', () => {
     gateway.child.kill('SIGTERM');
     const code = await gateway.exited;
     expect(code, stopLog(gateway.output())).toBe(0);
-  }, 240_000);
+  }, 360_000);
 });
