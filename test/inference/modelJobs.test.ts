@@ -2,7 +2,7 @@
  * Model tier: the real worker process and node-llama-cpp runtime with tiny generated gemma3n models (no
  * mock of the runtime). Only the memory readings are injected, to drive the governor.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -149,6 +149,8 @@ describe('model jobs through the real runtime', () => {
     await waitFor('the model resident', () => observer!.messages.length === 1, 60_000);
     const { pid } = (await status(gateway)).model.worker;
     expect(pid).toBeGreaterThan(0);
+    // The OOM killer's first choice is the worker, not the daemon.
+    expect(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim()).toBe('500');
 
     // Frozen, the worker takes the next job and cannot answer: it is mid-job when it is killed.
     process.kill(pid!, 'SIGSTOP');

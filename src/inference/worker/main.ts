@@ -3,6 +3,7 @@
  * killer takes this process, not ingest and the store. Started by WorkerSupervisor with fork().
  */
 
+import { writeFileSync } from 'node:fs';
 import type { Runtime, RuntimeName } from '../runtime.js';
 import { estimateModels as estimate } from '../runtimes/estimate.js';
 import type { WorkerReply, WorkerRequest } from './protocol.js';
@@ -29,6 +30,14 @@ async function runtimeFor(name: RuntimeName): Promise<Runtime> {
     runtime = await RUNTIMES[name]();
   }
   return runtime;
+}
+
+// The OOM killer's first choice should be this process (the supervisor restarts it on a smaller model),
+// never the daemon that holds the store and the broker session. Raising one's own score needs no privilege.
+try {
+  writeFileSync('/proc/self/oom_score_adj', '500');
+} catch {
+  // not Linux, or /proc read-only: the kernel's own choice stands
 }
 
 const send = (reply: WorkerReply) => process.send?.(reply);
