@@ -5,31 +5,26 @@ import type { Logger } from '../common/index.js';
 /** Sends one datagram to a unix socket path; rejects when it cannot. */
 type Send = (path: string, message: string) => Promise<void>;
 
-interface DgramSocketLike {
-  sendTo(buf: Buffer, offset: number, length: number, path: string, cb?: (err?: Error) => void): void;
-  close(): void;
-}
-
 /**
- * The datagram sender: node-unix-socket (a prebuilt N-API module for linux x64/arm64/armhf, an optional
+ * The datagram sender: unix-dgram (a small native module, built at install like better-sqlite3; an optional
  * dependency) sends from this process, which `NotifyAccess=main` requires. Without it, the `systemd-notify`
  * tool is the fallback; it sends from its own process, so the unit then needs `NotifyAccess=all`.
  */
 function loadSender(logger: Logger): Send {
   try {
-    const { DgramSocket } = createRequire(import.meta.url)('node-unix-socket') as {
-      DgramSocket: new () => DgramSocketLike;
-    };
-    const socket = new DgramSocket();
+    const unix = createRequire(import.meta.url)('unix-dgram') as typeof import('unix-dgram');
+    const socket = unix.createSocket('unix_dgram');
+    // A send error also arrives as an event; the callback below already reports it.
+    socket.on('error', () => {});
     return (path, message) =>
       new Promise((resolve, reject) => {
         const buf = Buffer.from(message);
-        socket.sendTo(buf, 0, buf.length, path, (error) => (error ? reject(error) : resolve()));
+        socket.send(buf, 0, buf.length, path, (error) => (error ? reject(error) : resolve()));
       });
   } catch (error) {
     logger.warn(
       { err: (error as Error).message },
-      'node-unix-socket unavailable: sd_notify through systemd-notify (the unit needs NotifyAccess=all)',
+      'unix-dgram unavailable: sd_notify through systemd-notify (the unit needs NotifyAccess=all)',
     );
     return (_path, message) =>
       new Promise((resolve, reject) =>

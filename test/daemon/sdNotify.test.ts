@@ -1,7 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DgramSocket } from 'node-unix-socket';
+import unix from 'unix-dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/index.js';
 import { SdNotify } from '../../src/daemon/index.js';
@@ -12,9 +12,8 @@ import { waitFor } from '../helpers/wait.js';
 /** A notify socket the test owns, as systemd's: every datagram with the time it arrived. */
 function notifySocket() {
   const path = join(mkdtempSync(join(tmpdir(), 'outpost-notify-')), 'notify.sock');
-  const socket = new DgramSocket();
   const received: { at: number; fields: Record<string, string> }[] = [];
-  socket.on('data', (data: Buffer) => {
+  const socket = unix.createSocket('unix_dgram', (data: Buffer) => {
     const fields = Object.fromEntries(
       data
         .toString()
