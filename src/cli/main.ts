@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../common/index.js';
 import { ConfigError, loadConfig, printConfig } from '../config/index.js';
 import { Daemon, SdNotify, statusLine, VERSION } from '../daemon/index.js';
+import { registerDoctorCommand } from './doctor.js';
 import { registerModelCommands } from './model.js';
 import { registerQueryCommands } from './query.js';
 import { runSimulation } from './simulate.js';
@@ -238,6 +239,7 @@ program
 
 registerModelCommands(program);
 registerQueryCommands(program);
+registerDoctorCommand(program, VERSION);
 
 program.parseAsync().catch((error: Error) => {
   process.stderr.write(`outpost: ${error.message}\n`);

@@ -6,6 +6,7 @@ import {
   CATALOG,
   DEFAULT_TASKS,
   defaultThreads,
+  GOVERNOR_MARGIN,
   InferenceEngine,
   JobRunner,
   type JobRunnerOptions,
@@ -109,7 +110,7 @@ export function startInference(options: StartInferenceOptions): InferenceParts {
           options.workerRss ??
           (() => (supervisor.pid === undefined ? undefined : processRss(supervisor.pid))),
         options: {
-          margin: 0.1,
+          margin: GOVERNOR_MARGIN,
           holdMs: config.model.upHold * 1000,
           pressureHighPercent: 20,
           killedCooldownMs: 30 * 60_000,

@@ -22,7 +22,14 @@ export {
   readOomKills,
   systemMemoryProbe,
 } from './governor/memoryProbe.js';
-export type { Decision, PlannerOptions, VariantOption } from './governor/planner.js';
+export {
+  computeBudget,
+  type Decision,
+  GOVERNOR_MARGIN,
+  type PlannerOptions,
+  plan,
+  type VariantOption,
+} from './governor/planner.js';
 export {
   type JobContextSource,
   type JobResult,

@@ -27,6 +27,9 @@ import type { MemorySample } from './memoryProbe.js';
  */
 
 /** One model variant the governor may load, with its estimates. */
+/** Share of the budget kept free when a configuration is chosen (the daemon's and `outpost doctor`'s). */
+export const GOVERNOR_MARGIN = 0.1;
+
 export interface VariantOption {
   /** Catalog name or file path. */
   id: string;
