@@ -17,9 +17,12 @@ import {
   resolveModel,
 } from '../inference/index.js';
 
-/** Default model directory: `$OUTPOST_DATA_DIR/models`, else `./data/models` (read when the command runs). */
-function defaultModelDir(env: NodeJS.ProcessEnv = process.env): string {
-  return `${env.OUTPOST_DATA_DIR ?? './data'}/models`;
+/**
+ * Default model directory, as the daemon resolves `model.dir`: `$OUTPOST_MODEL_DIR`, else
+ * `$OUTPOST_DATA_DIR/models`, else `./data/models` (read when the command runs).
+ */
+export function defaultModelDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.OUTPOST_MODEL_DIR || `${env.OUTPOST_DATA_DIR || './data'}/models`;
 }
 
 const EXIT_FAILURE = 1;
@@ -69,7 +72,10 @@ export function registerModelCommands(program: Command): void {
     .command('pull')
     .argument('<name>', `catalog model name (see \`outpost model list\`)`)
     .description('download a catalog model (and its projector), resuming an interrupted download')
-    .option('-d, --dir <dir>', 'model directory (default: $OUTPOST_DATA_DIR/models, else ./data/models)')
+    .option(
+      '-d, --dir <dir>',
+      'model directory (default: $OUTPOST_MODEL_DIR, else $OUTPOST_DATA_DIR/models, else ./data/models)',
+    )
     .action(async (name: string, opts: { dir?: string }) => {
       await guarded(pull, () => runPull(pull, name, opts.dir ?? defaultModelDir()));
     });
@@ -77,7 +83,10 @@ export function registerModelCommands(program: Command): void {
   const list = model
     .command('list')
     .description('list the catalog and the GGUF files in the model directory')
-    .option('-d, --dir <dir>', 'model directory (default: $OUTPOST_DATA_DIR/models, else ./data/models)')
+    .option(
+      '-d, --dir <dir>',
+      'model directory (default: $OUTPOST_MODEL_DIR, else $OUTPOST_DATA_DIR/models, else ./data/models)',
+    )
     .option('-c, --context <tokens>', 'context size the RAM estimate is for', positiveInt, 4096)
     .action(async (opts: { dir?: string; context: number }) => {
       await guarded(list, async () => {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { registerModelCommands } from '../../src/cli/model.js';
+import { defaultModelDir, registerModelCommands } from '../../src/cli/model.js';
 import { CATALOG, findCatalogEntry } from '../../src/inference/catalog.js';
 import { metadataOnlyGguf } from '../fixtures/gguf/writer.js';
 
@@ -43,6 +43,14 @@ beforeEach(() => {
 
 afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the model directory the commands use', () => {
+  it('is model.dir as the daemon resolves it: OUTPOST_MODEL_DIR, else <OUTPOST_DATA_DIR>/models', () => {
+    expect(defaultModelDir({ OUTPOST_MODEL_DIR: '/models', OUTPOST_DATA_DIR: '/data' })).toBe('/models');
+    expect(defaultModelDir({ OUTPOST_DATA_DIR: '/data' })).toBe('/data/models');
+    expect(defaultModelDir({})).toBe('./data/models');
+  });
 });
 
 describe('outpost model list', () => {
