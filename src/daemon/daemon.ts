@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import {
   MetricsRegistry,
-  type ReadinessCheck,
   renderGatewayMetrics,
   runResultsQuery,
   StoreChanges,
@@ -13,12 +12,13 @@ import type { MemoryProbe } from '../inference/index.js';
 import { type IncomingPacket, Intake, MqttConnection, startEmbeddedBroker } from '../ingest/index.js';
 import { Pipeline } from '../pipeline/index.js';
 import { Findings, type HealthMessage, OutboxDrain, RequestHandler, wireTopics } from '../publish/index.js';
-import { type Outbox, Store } from '../store/index.js';
+import { Store } from '../store/index.js';
 import { createAsk, retrieveFindings } from './ask.js';
 import { DiskGuard, type DiskProbe } from './disk.js';
 import { startInference } from './inference.js';
-import { activeResources, type LoopDelay, LoopMonitor } from './loopMonitor.js';
+import { type LoopDelay, LoopMonitor } from './loopMonitor.js';
 import { type Parts, race, redactUrl, STOP_STATUS_MS, stopParts } from './parts.js';
+import { gatewayStatus, readiness } from './report.js';
 import { outboxLimits, startUplink, uplinkRoute } from './uplink.js';
 import { frameStageOptions, routeLimit, startDiscovery, startMicrophone } from './wiring.js';
 
@@ -377,59 +377,16 @@ export class Daemon {
 
   /** The gateway's state, for /api/status. */
   status(): Record<string, unknown> {
-    const p = this.#parts;
-    const { config, clock } = this.#o;
-    const memory = process.memoryUsage();
-    const pipeline = p.pipeline.stats();
-    const findings = p.findings.stats();
-    return {
-      gatewayId: config.gatewayId,
+    return gatewayStatus({
+      config: this.#o.config,
+      parts: this.#parts,
+      endpoints: this.endpoints,
       version: VERSION,
-      startedAt: new Date(this.#startedAt).toISOString(),
-      uptimeSeconds: Math.round((clock.now() - this.#startedAt) / 1000),
-      state: this.#stopping ? 'stopping' : 'running',
-      broker: {
-        url: redactUrl(this.endpoints.mqtt),
-        embedded: p.broker !== undefined,
-        connected: p.connection.connected,
-        reconnects: p.connection.reconnects,
-        lastError: p.connection.lastError ?? null,
-      },
-      http: { url: this.endpoints.http, auth: Boolean(config.http.token) },
-      ingest: p.intake.stats(),
-      pipeline,
-      rejects: findings.rejects,
-      queues: {
-        journalPending: p.store.pendingJournalCount(),
-        outbox: outboxStatus(p.store.outbox, p.drain),
-      },
-      uplink: p.uplink
-        ? {
-            url: redactUrl(config.uplink.url!),
-            connected: p.uplink.connection.connected,
-            reconnects: p.uplink.connection.reconnects,
-            lastError: p.uplink.connection.lastError ?? null,
-            forward: [...p.uplink.forward],
-            outbox: outboxStatus(p.store.uplinkOutbox!, p.uplink.drain),
-          }
-        : null,
-      memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
-      process: { pid: process.pid, eventLoopDelayMs: this.#loop.delay, resources: activeResources() },
-      media: { ...p.store.media.totals(), maxBytes: config.store.mediaMaxBytes },
-      disk: p.disk.status(),
-      frames: { ...pipeline.frames, superseded: findings.superseded },
-      audio: {
-        ...pipeline.audio,
-        dropped: findings.audioDropped,
-        microphone: p.microphone?.status() ?? null,
-      },
-      model: p.inference ? p.inference.engine.status() : { state: 'disabled' },
-      jobs: {
-        ...p.store.jobs.counts(),
-        waiting: p.store.jobs.waiting(),
-        runner: p.inference?.runner.stats() ?? null,
-      },
-    };
+      startedAt: this.#startedAt,
+      now: this.#o.clock.now(),
+      stopping: this.#stopping !== undefined,
+      loopDelay: this.#loop.delay,
+    });
   }
 
   /** The retained health message; `rates` cover the time since the previous one. */
@@ -577,45 +534,6 @@ export class Daemon {
     logger.info({ code }, 'stopped');
     return code;
   }
-}
-
-/** /readyz: the store and the MQTT session must be up; the model, the disk and the uplink are reported. */
-function readiness(p: Parts): Record<string, ReadinessCheck> {
-  const model = p.inference?.engine;
-  const disk = p.disk.status();
-  const checks: Record<string, ReadinessCheck> = {
-    store: { ok: !p.store.closed, required: true },
-    broker: { ok: p.connection?.connected === true, required: true, embedded: p.broker !== undefined },
-    model: model
-      ? {
-          ok: ['ready', 'idle'].includes(model.state),
-          required: false,
-          state: model.state,
-          variant: model.variant,
-        }
-      : { ok: true, required: false, state: 'disabled' },
-    disk: { ok: !disk.low, required: false, freeBytes: disk.freeBytes },
-  };
-  if (p.uplink) checks.uplink = { ok: p.uplink.connection.connected, required: false };
-  return checks;
-}
-
-/** An outbox's depth by class, ages as ISO 8601, and its drain's counters. */
-function outboxStatus(outbox: Outbox, drain: OutboxDrain) {
-  const depth = outbox.depth();
-  const iso = (at: number | null) => (at === null ? null : new Date(at).toISOString());
-  const classes = Object.fromEntries(
-    Object.entries(depth.classes).map(([name, c]) => [name, { ...c, oldestAt: iso(c.oldestAt) }]),
-  );
-  return {
-    messages: depth.messages,
-    bytes: depth.bytes,
-    oldestAt: iso(depth.oldestAt),
-    inflight: drain.inflight,
-    published: drain.published,
-    dropped: outbox.dropped,
-    classes,
-  };
 }
 
 function round(x: number) {
