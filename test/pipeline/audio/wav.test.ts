@@ -14,10 +14,14 @@ const dir = mkdtempSync(join(tmpdir(), 'outpost-wav-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 let fileNo = 0;
-/** Half a second of a full-scale 1 kHz sine from sox, with output options `args`, as a .`ext` file's bytes. */
+/**
+ * Half a second of a full-scale 1 kHz sine from sox, with output options `args`, as a .`ext` file's bytes.
+ * Without dither (-D): sox otherwise adds random noise when it reduces the depth, and a comparison of depths
+ * would depend on the draw (it once reached 2.1 LSB at 8 bits).
+ */
 function sox(ext: string, ...args: string[]): Buffer {
   const out = join(dir, `f${fileNo++}.${ext}`);
-  execFileSync('sox', ['-n', ...args, out, 'synth', '0.5', 'sine', '1000'], { stdio: 'pipe' });
+  execFileSync('sox', ['-D', '-n', ...args, out, 'synth', '0.5', 'sine', '1000'], { stdio: 'pipe' });
   return readFileSync(out);
 }
 
