@@ -132,6 +132,7 @@ describe('outpost.service', () => {
     expect(keys.get('Service.Environment')).toEqual([
       'OUTPOST_CONFIG=/etc/outpost/outpost.yaml',
       'OUTPOST_DATA_DIR=/var/lib/outpost',
+      'MALLOC_ARENA_MAX=2',
     ]);
     expect(one('Service.User')).toBe('outpost');
     expect(one('Service.Group')).toBe('outpost');
