@@ -109,6 +109,8 @@ function outboxStatus(outbox: Outbox, drain: OutboxDrain) {
     oldestAt: iso(depth.oldestAt),
     inflight: drain.inflight,
     published: drain.published,
+    /** publishes sent again after no acknowledgement in 60 s while connected */
+    stalled: drain.stalled,
     dropped: outbox.dropped,
     classes,
   };

@@ -17,6 +17,11 @@ export interface OutboxDrainOptions {
   transport: MessageTransport;
   /** Publishes awaiting acknowledgement at once. */
   inflight: number;
+  /**
+   * A publish not acknowledged this long while connected gives up its slot and is sent again (at least
+   * once: the broker may see it twice). Default 60000.
+   */
+  publishTimeoutMs?: number;
   clock: Clock;
   logger: Logger;
 }
@@ -30,7 +35,10 @@ export class OutboxDrain {
   /** messages acknowledged since start */
   published = 0;
   failures = 0;
-  readonly #inflight = new Set<number>();
+  /** publishes that got no acknowledgement in publishTimeoutMs while connected, and were sent again */
+  stalled = 0;
+  /** outbox id -> the send that holds its slot (a stalled send's late answer must not free a resend's) */
+  readonly #inflight = new Map<number, object>();
   readonly #acked: number[] = [];
   #cursor = 0;
   #scheduled = false;
@@ -88,17 +96,41 @@ export class OutboxDrain {
   }
 
   #send(row: OutboxRow) {
-    this.#inflight.add(row.id);
-    this.options.transport.publish(row.topic, row.payload, { qos: row.qos, retain: row.retain }).then(
+    const send = {};
+    this.#inflight.set(row.id, send);
+    const release = () => {
+      if (this.#inflight.get(row.id) === send) this.#inflight.delete(row.id);
+    };
+    const { clock, transport, logger } = this.options;
+    let settled = false;
+    let timer: Timer | undefined;
+    const watch = () => {
+      timer = clock.setTimeout(() => {
+        if (settled || this.#stopped) return;
+        // Offline, mqtt.js holds it for the reconnect: only a silence while connected counts.
+        if (!transport.connected) return watch();
+        this.stalled += 1;
+        release();
+        this.#cursor = Math.min(this.#cursor, row.id - 1);
+        logger.warn({ topic: row.topic, id: row.id }, 'publish not acknowledged in time; sending it again');
+        this.wake();
+      }, this.options.publishTimeoutMs ?? 60_000);
+    };
+    watch();
+    transport.publish(row.topic, row.payload, { qos: row.qos, retain: row.retain }).then(
       () => {
-        this.#inflight.delete(row.id);
+        settled = true;
+        timer?.cancel();
+        release();
         this.#acked.push(row.id);
         this.published += 1;
         this.wake();
       },
       (error: Error) => {
+        settled = true;
+        timer?.cancel();
         // The client gave up on it (closed while stopping): it stays in the outbox for the next run.
-        this.#inflight.delete(row.id);
+        release();
         this.failures += 1;
         this.#cursor = Math.min(this.#cursor, row.id - 1);
         this.options.logger.debug(
