@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Fastify from 'fastify';
 import type { Logger } from '../common/index.js';
 import type { StoreQueries } from '../store/index.js';
@@ -43,7 +42,7 @@ export interface ApiServerOptions {
   status: () => Record<string, unknown>;
   /** Readiness checks for /readyz by name; the gateway is ready when every required one is ok. */
   readiness: () => Record<string, ReadinessCheck>;
-  /** The event loop's delay over its last window (the daemon's monitor); default: this server's own. */
+  /** The event loop's delay over its last window (the daemon's monitor), shown by /healthz when given. */
   eventLoopDelay?: () => { p50: number; p99: number; max: number; windowMs: number };
   logger: Logger;
   now: () => number;
@@ -121,8 +120,6 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       });
     }
   });
-  const loop = monitorEventLoopDelay({ resolution: 20 });
-  loop.enable();
   const feed = new LiveFeed({
     queries: options.queries,
     changes: options.changes,
@@ -154,9 +151,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     async () => ({
       status: 'ok',
       uptimeSeconds: Math.round(process.uptime()),
-      eventLoopDelayMs: options.eventLoopDelay?.() ?? {
-        p99: Math.max(0, Math.round((loop.percentile(99) - 20e6) / 1e5) / 10),
-      },
+      ...(options.eventLoopDelay && { eventLoopDelayMs: options.eventLoopDelay() }),
     }),
   );
 
@@ -363,7 +358,6 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   try {
     await app.listen({ host: options.host, port: options.port });
   } catch (error) {
-    loop.disable();
     feed.close();
     throw error;
   }
@@ -376,7 +370,6 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     async close() {
       if (closed) return;
       closed = true;
-      loop.disable();
       // Requests in flight get a moment to finish (streams end and questions are aborted at once); a
       // socket that never sends a request (a browser's speculative connection) must not hold the close.
       const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);

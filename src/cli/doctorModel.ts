@@ -14,6 +14,7 @@ import {
   type GgufSummary,
   GOVERNOR_MARGIN,
   inspectModel,
+  loadEstimator,
   ModelFileError,
   plan,
   resolveModel,
@@ -175,7 +176,7 @@ const memoryCheck: DoctorCheck = {
     let variants: VariantOption[];
     let source: string;
     if (present.length > 0) {
-      const { estimateModels } = await import('../inference/runtimes/estimate.js');
+      const { estimateModels } = await loadEstimator();
       const gpu = config.model.gpu === 'off' ? false : 'auto';
       let estimates: Awaited<ReturnType<typeof estimateModels>>;
       try {

@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../common/index.js';
 import { ConfigError, loadConfig, printConfig } from '../config/index.js';
-import { Daemon, SdNotify, statusLine, VERSION } from '../daemon/index.js';
+import { Daemon, SdNotify, VERSION } from '../daemon/index.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerModelCommands } from './model.js';
 import { registerQueryCommands } from './query.js';
@@ -40,7 +40,7 @@ program
     const notify = new SdNotify({
       env: process.env,
       logger,
-      status: () => (daemon ? statusLine(daemon.status()) : 'starting'),
+      status: () => daemon?.statusLine() ?? 'starting',
     });
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {

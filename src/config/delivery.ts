@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { seconds, secret } from './fields.js';
+import { brokerUrl, clientId, seconds, secret } from './fields.js';
 
 /**
  * How published messages wait for a broker: the outbox's limits and its policy per topic class, and the
@@ -83,18 +83,13 @@ export const outboxSchema = z
 
 export const uplinkSchema = z
   .strictObject({
-    url: z
-      .string()
-      .regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'an mqtt://, mqtts://, ws:// or wss:// URL')
+    url: brokerUrl()
       .optional()
       .describe(
         "A fleet's upstream broker or cluster (EMQX, HiveMQ, a cloud IoT broker) that results and events are " +
           'forwarded to, store-and-forward. Absent: no uplink.',
       ),
-    clientId: z
-      .string()
-      .min(1)
-      .max(128)
+    clientId: clientId()
       .optional()
       .describe('Client id upstream (a persistent session). Default outpost-uplink-<gatewayId>.'),
     username: z.string().optional().describe('User name upstream.'),

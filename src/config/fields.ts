@@ -13,3 +13,10 @@ export const bothOrNeither =
   (other: string) =>
   (issue: { input?: unknown }): string | undefined =>
     issue.input === undefined ? `required with ${other} (give both or neither)` : undefined;
+
+/** An MQTT broker URL (the gateway's broker, the fleet's upstream one). */
+export const brokerUrl = () =>
+  z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'an mqtt://, mqtts://, ws:// or wss:// URL');
+
+/** A fixed MQTT client id: the broker keeps the session under it. */
+export const clientId = () => z.string().min(1).max(128);

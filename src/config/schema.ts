@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { outboxSchema, uplinkSchema } from './delivery.js';
-import { bothOrNeither, port, seconds, secret } from './fields.js';
+import { bothOrNeither, brokerUrl, clientId, port, seconds, secret } from './fields.js';
 
 /**
  * The single source of truth for Outpost's configuration: types, defaults, validation, the environment
@@ -133,15 +133,10 @@ export const configSchema = z
       .prefault({}),
     mqtt: z
       .strictObject({
-        url: z
-          .string()
-          .regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'an mqtt://, mqtts://, ws:// or wss:// URL')
+        url: brokerUrl()
           .optional()
           .describe('Broker to connect to. Absent: an embedded broker is started (see `broker`).'),
-        clientId: z
-          .string()
-          .min(1)
-          .max(128)
+        clientId: clientId()
           .optional()
           .describe('Fixed client id of the persistent session. Default outpost-<gatewayId>.'),
         username: z.string().optional().describe('Broker user name.'),

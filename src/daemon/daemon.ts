@@ -18,7 +18,7 @@ import { DiskGuard, type DiskProbe } from './disk.js';
 import { startInference } from './inference.js';
 import { type LoopDelay, LoopMonitor } from './loopMonitor.js';
 import { type Parts, race, redactUrl, STOP_STATUS_MS, stopParts } from './parts.js';
-import { gatewayStatus, readiness } from './report.js';
+import { gatewayStatus, readiness, statusLine } from './report.js';
 import { outboxLimits, startUplink, uplinkRoute } from './uplink.js';
 import { frameStageOptions, routeLimit, startDiscovery, startMicrophone } from './wiring.js';
 
@@ -373,6 +373,11 @@ export class Daemon {
       };
       connection.once('connect', done);
     });
+  }
+
+  /** The gateway's state in one line (sd_notify STATUS=). */
+  statusLine(): string {
+    return statusLine(this.#parts, this.#stopping !== undefined);
   }
 
   /** The gateway's state, for /api/status. */

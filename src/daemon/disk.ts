@@ -74,6 +74,11 @@ export class DiskGuard {
     }
   }
 
+  /** Free space stayed below minFreeBytes after the last check's prune. */
+  get low(): boolean {
+    return this.#low;
+  }
+
   status(): DiskStatus {
     const bytes = this.o.store.bytes();
     return {

@@ -115,3 +115,22 @@ function outboxStatus(outbox: Outbox, drain: OutboxDrain) {
     classes,
   };
 }
+
+/**
+ * The daemon's state in one line for `systemctl status` (sd_notify STATUS=, sent with every watchdog ping):
+ * read straight from the parts, not from the whole status report.
+ */
+export function statusLine(p: Parts, stopping: boolean): string {
+  const engine = p.inference?.engine;
+  const model = engine ? `${engine.state}${engine.variant ? ` ${engine.variant}` : ''}` : 'disabled';
+  const parts = [
+    stopping ? 'stopping' : 'running',
+    `broker ${p.connection.connected ? 'connected' : 'disconnected'}`,
+    `model ${model}`,
+    `journal ${p.store.pendingJournalCount()}`,
+    `outbox ${p.store.outbox.depth().messages}`,
+  ];
+  if (p.uplink) parts.push(`uplink ${p.uplink.connection.connected ? 'connected' : 'disconnected'}`);
+  if (p.disk.low) parts.push('DISK LOW');
+  return parts.join('; ');
+}

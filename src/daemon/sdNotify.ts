@@ -115,25 +115,3 @@ export class SdNotify {
     }
   }
 }
-
-/** The daemon's state in one line for `systemctl status`: broker, model, queues, disk. */
-export function statusLine(status: Record<string, unknown>): string {
-  const s = status as {
-    state?: string;
-    broker?: { connected?: boolean };
-    model?: { state?: string; variant?: string | null };
-    queues?: { journalPending?: number; outbox?: { messages?: number } };
-    disk?: { low?: boolean };
-    uplink?: { connected?: boolean } | null;
-  };
-  const parts = [
-    s.state ?? 'running',
-    `broker ${s.broker?.connected ? 'connected' : 'disconnected'}`,
-    `model ${s.model?.state ?? '?'}${s.model?.variant ? ` ${s.model.variant}` : ''}`,
-    `journal ${s.queues?.journalPending ?? 0}`,
-    `outbox ${s.queues?.outbox?.messages ?? 0}`,
-  ];
-  if (s.uplink) parts.push(`uplink ${s.uplink.connected ? 'connected' : 'disconnected'}`);
-  if (s.disk?.low) parts.push('DISK LOW');
-  return parts.join('; ');
-}

@@ -84,3 +84,10 @@ export {
 } from './tasks.js';
 export { WorkerCrashedError, WorkerFailedError, WorkerTimeoutError } from './worker/errors.js';
 export { type WorkerExit, WorkerSupervisor, type WorkerSupervisorOptions } from './worker/supervisor.js';
+
+/**
+ * The governor's memory estimator (node-llama-cpp's GgufInsights), loaded on first use: importing it loads
+ * node-llama-cpp, which the daemon itself leaves to the worker.
+ */
+export const loadEstimator = (): Promise<typeof import('./runtimes/estimate.js')> =>
+  import('./runtimes/estimate.js');

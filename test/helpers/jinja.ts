@@ -337,10 +337,14 @@ for case in json.load(sys.stdin):
     out.append(env.from_string(case["template"]).render(**variables).strip())
 print(json.dumps(out))
 `;
-export const hasJinja = spawnSync('python3', ['-c', 'import jinja2'], { stdio: 'ignore' }).status === 0;
+/** The first python3 that has jinja2 (PATH's, else Debian's, where .ci/run installs python3-jinja2). */
+const python = ['python3', '/usr/bin/python3'].find(
+  (exe) => spawnSync(exe, ['-c', 'import jinja2'], { stdio: 'ignore' }).status === 0,
+);
 
 export function renderWithJinja(cases: { template: string; payload: string }[]): string[] {
-  const run = spawnSync('python3', ['-c', JINJA], { input: JSON.stringify(cases), encoding: 'utf8' });
+  if (!python) throw new Error('no python3 with jinja2 (apt-get install python3-jinja2)');
+  const run = spawnSync(python, ['-c', JINJA], { input: JSON.stringify(cases), encoding: 'utf8' });
   if (run.status !== 0) throw new Error(run.stderr);
   return JSON.parse(run.stdout) as string[];
 }
