@@ -2,8 +2,9 @@ import { mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreOpenError } from './errors.js';
-import { checkIntegrity, type IntegrityReport, moveAside, salvage } from './integrity.js';
+import { checkIntegrity, type IntegrityReport, moveAside } from './integrity.js';
 import { migrations as allMigrations, type Migration } from './migrations.js';
+import { salvage } from './salvage.js';
 
 export type SqliteDatabase = Database.Database;
 
