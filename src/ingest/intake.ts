@@ -75,6 +75,8 @@ interface CommitCounts {
   accepted: Map<string, number>;
   duplicates: number;
   digests: [Buffer, number][];
+  /** the identities this batch took so far: a redelivery can land in the same batch as its original */
+  batch: Set<string>;
   committed: JournalEntry[];
 }
 
@@ -149,7 +151,13 @@ export class Intake {
     if (staged.length === 0) return;
     this.#staged = [];
     const o = this.options;
-    const counts: CommitCounts = { accepted: new Map(), duplicates: 0, digests: [], committed: [] };
+    const counts: CommitCounts = {
+      accepted: new Map(),
+      duplicates: 0,
+      digests: [],
+      batch: new Set(),
+      committed: [],
+    };
     try {
       o.journal.transaction(() => {
         for (const s of staged) this.#commitOne(s, counts);
@@ -190,10 +198,15 @@ export class Intake {
     }
     const digest = messageDigest(packet.topic, payload);
     // Only a redelivery (DUP set) is checked: identical readings sent twice on purpose are both kept.
-    if (packet.dup && this.#digests.has(digest, receivedAt - this.options.duplicateWindowMs)) {
+    const key = digest.toString('base64');
+    if (
+      packet.dup &&
+      (counts.batch.has(key) || this.#digests.has(digest, receivedAt - this.options.duplicateWindowMs))
+    ) {
       counts.duplicates += 1;
       return;
     }
+    counts.batch.add(key);
     counts.digests.push([digest, receivedAt]);
     const contentType = packet.properties?.contentType;
     const id = this.options.journal.appendJournal({

@@ -101,7 +101,11 @@ describe('fleet uplink to an upstream broker over mqtts with its own credentials
     expect(event).toMatchObject({ kind: 'anomaly', source: 'boiler' });
     expect(on('fleet/gw-test/windows')).toEqual([]);
     expect(on('fleet/gw-test/results')).toEqual([]);
-    const s = await status(gateway);
+    // Acknowledged messages leave the outbox on the drain's next turn: wait for it rather than race it.
+    const s = await waitFor('the uplink outbox empty', async () => {
+      const now = await status(gateway);
+      return now.uplink.outbox.messages === 0 ? now : undefined;
+    });
     expect(s.uplink).toMatchObject({ connected: true, outbox: { messages: 0 } });
     expect(s.uplink.outbox.published).toBeGreaterThanOrEqual(4);
   });

@@ -99,6 +99,17 @@ describe('Intake: commit before acknowledgement', () => {
     expect(second.stats().duplicates).toBe(1);
   });
 
+  it('recognises a redelivery that lands in the same batch as its original', () => {
+    open();
+    const it = intake().it;
+    // A client that resends on reconnect what it had also queued: both copies in one socket read.
+    it.submit(packet('23.5'));
+    it.submit(packet('23.5', true));
+    it.flush();
+    expect(rows()).toHaveLength(1);
+    expect(it.stats().duplicates).toBe(1);
+  });
+
   it('acknowledges nothing of a batch whose commit fails, and takes its redelivery later', () => {
     open();
     let fail = true;
